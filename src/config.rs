@@ -1,0 +1,349 @@
+//! Where a database lives and how to sign for it: URI parameters first, then the environment
+//! and AWS's shared files, then defaults.
+//!
+//! Resolution reads through two lookup functions (URI and environment) so that unit tests can
+//! feed both without touching the process environment.
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Default block size: the Python package `sqlite-s3vfs` uses 4096 too, and it must match
+/// whatever wrote the blocks already stored.
+pub const DEFAULT_BLOCK_SIZE: u64 = 4096;
+/// Smallest accepted block size. Smaller blocks only multiply requests.
+pub const MIN_BLOCK_SIZE: u64 = 512;
+/// Largest accepted block size (16 MiB): each block is one request body held in memory.
+pub const MAX_BLOCK_SIZE: u64 = 16 * 1024 * 1024;
+
+/// Signing credentials. `Debug` is written by hand so the secret cannot leak into logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key: String,
+    pub secret_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Everything needed to reach one bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub bucket: String,
+    /// Base URL without trailing slash, e.g. `http://127.0.0.1:9000` or
+    /// `https://s3.eu-west-1.amazonaws.com`.
+    pub endpoint: String,
+    /// Path-style (`endpoint/bucket/key`) or virtual-hosted (`bucket.endpoint/key`).
+    pub path_style: bool,
+    pub region: String,
+    pub credentials: Credentials,
+    pub block_size: u64,
+}
+
+/// A source of named settings (URI parameters or environment variables).
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, ignoring empty values as the AWS SDKs do.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A lookup that knows nothing (for callers without URI parameters).
+pub fn no_params(_: &str) -> Option<String> {
+    None
+}
+
+/// URI parameters that s3vfs reads; SQLite's own (`vfs`, `mode`, `cache`, ...) are not listed.
+pub const URI_PARAMS: &[&str] = &["bucket", "endpoint", "region", "block_size", "profile"];
+
+impl Config {
+    /// Resolves the configuration, URI parameter beating environment beating default.
+    pub fn resolve(uri: Lookup, env: Lookup) -> Result<Config> {
+        let pick = |param: &str, vars: &[&str]| -> Option<String> {
+            uri(param)
+                .filter(|v| !v.is_empty())
+                .or_else(|| vars.iter().find_map(|v| env(v)))
+        };
+        let bucket = pick("bucket", &["S3VFS_BUCKET"]).ok_or_else(|| {
+            Error::Config(
+                "no bucket configured: add bucket=NAME to the URI (file:path/db.sqlite?vfs=s3&bucket=NAME) or set S3VFS_BUCKET".into(),
+            )
+        })?;
+        let profile = pick("profile", &["AWS_PROFILE"]).unwrap_or_else(|| "default".into());
+        let shared = SharedFiles::load(env, &profile);
+        let region = pick("region", &["AWS_REGION", "AWS_DEFAULT_REGION"])
+            .or_else(|| shared.region.clone())
+            .unwrap_or_else(|| "us-east-1".into());
+        let (endpoint, path_style) =
+            match pick("endpoint", &["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]) {
+                Some(e) => (parse_endpoint(&e)?, true),
+                // Bucket names with dots break the wildcard TLS certificate of virtual-hosted URLs.
+                None if bucket.contains('.') => {
+                    (format!("https://s3.{region}.amazonaws.com"), true)
+                }
+                None => (format!("https://s3.{region}.amazonaws.com"), false),
+            };
+        let credentials = credentials(env, &shared, &profile)?;
+        let block_size = parse_block_size(pick("block_size", &["S3VFS_BLOCK_SIZE"]))?;
+        Ok(Config {
+            bucket,
+            endpoint,
+            path_style,
+            region,
+            credentials,
+            block_size,
+        })
+    }
+}
+
+/// Checks an endpoint URL and returns it without a trailing slash.
+fn parse_endpoint(raw: &str) -> Result<String> {
+    let bad = |why: &str| {
+        Error::Config(format!(
+            "invalid endpoint URL '{raw}': {why}; expected e.g. endpoint=http://127.0.0.1:9000 or https://<account>.r2.cloudflarestorage.com"
+        ))
+    };
+    let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(|h| h.is_empty()) {
+        return Err(bad("no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("no query or fragment allowed"));
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+/// Parses and bounds-checks a block size setting.
+pub fn parse_block_size(raw: Option<String>) -> Result<u64> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_BLOCK_SIZE);
+    };
+    let n: u64 = raw.trim().parse().map_err(|_| {
+        Error::Config(format!(
+            "block_size '{raw}' is not a positive integer (bytes); the default is {DEFAULT_BLOCK_SIZE}"
+        ))
+    })?;
+    if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&n) {
+        return Err(Error::Config(format!(
+            "block_size {n} is out of range: use {MIN_BLOCK_SIZE}..={MAX_BLOCK_SIZE} bytes (ideally the database page size; default {DEFAULT_BLOCK_SIZE})"
+        )));
+    }
+    Ok(n)
+}
+
+/// Credentials from the environment, else from the profile in the shared credentials file.
+fn credentials(env: Lookup, shared: &SharedFiles, profile: &str) -> Result<Credentials> {
+    if let (Some(access_key), Some(secret_key)) =
+        (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
+    {
+        return Ok(Credentials {
+            access_key,
+            secret_key,
+            session_token: env("AWS_SESSION_TOKEN"),
+        });
+    }
+    if let Some(c) = &shared.credentials {
+        return Ok(c.clone());
+    }
+    Err(Error::Config(format!(
+        "no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add profile [{profile}] to {} (choose the profile with AWS_PROFILE or profile=)",
+        shared.credentials_path.display()
+    )))
+}
+
+/// What the AWS shared files say for one profile.
+struct SharedFiles {
+    credentials_path: PathBuf,
+    credentials: Option<Credentials>,
+    region: Option<String>,
+}
+
+impl SharedFiles {
+    fn load(env: Lookup, profile: &str) -> SharedFiles {
+        let home = env("HOME").map(PathBuf::from).unwrap_or_default();
+        let credentials_path = env("AWS_SHARED_CREDENTIALS_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".aws/credentials"));
+        let config_path = env("AWS_CONFIG_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".aws/config"));
+        let creds_ini = read_ini(&credentials_path);
+        let config_ini = read_ini(&config_path);
+        let section = creds_ini.get(profile);
+        let credentials = section.and_then(|s| {
+            Some(Credentials {
+                access_key: s.get("aws_access_key_id")?.clone(),
+                secret_key: s.get("aws_secret_access_key")?.clone(),
+                session_token: s.get("aws_session_token").cloned(),
+            })
+        });
+        // ~/.aws/config names sections "profile NAME", except for "default".
+        let config_section = if profile == "default" {
+            "default".to_string()
+        } else {
+            format!("profile {profile}")
+        };
+        let region = config_ini
+            .get(&config_section)
+            .and_then(|s| s.get("region").cloned())
+            .or_else(|| section.and_then(|s| s.get("region").cloned()));
+        SharedFiles {
+            credentials_path,
+            credentials,
+            region,
+        }
+    }
+}
+
+type Ini = HashMap<String, HashMap<String, String>>;
+
+/// A forgiving reader for AWS's INI files; a missing or unreadable file is simply empty.
+fn read_ini(path: &PathBuf) -> Ini {
+    std::fs::read_to_string(path)
+        .map(|text| parse_ini(&text))
+        .unwrap_or_default()
+}
+
+fn parse_ini(text: &str) -> Ini {
+    let mut out = Ini::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = Some(name.trim().to_string());
+            continue;
+        }
+        if let (Some(section), Some((k, v))) = (&current, line.split_once('=')) {
+            out.entry(section.clone())
+                .or_default()
+                .insert(k.trim().to_lowercase(), v.trim().to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const KEYS: &[(&str, &str)] = &[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK")];
+
+    #[test]
+    fn uri_parameters_beat_environment() {
+        let uri = lookup(&[
+            ("bucket", "from-uri"),
+            ("region", "eu-west-1"),
+            ("block_size", "65536"),
+        ]);
+        let mut env_pairs = KEYS.to_vec();
+        env_pairs.extend([
+            ("S3VFS_BUCKET", "from-env"),
+            ("AWS_REGION", "us-west-2"),
+            ("S3VFS_BLOCK_SIZE", "8192"),
+        ]);
+        let env = lookup(&env_pairs);
+        let c = Config::resolve(&uri, &env).unwrap();
+        assert_eq!(c.bucket, "from-uri");
+        assert_eq!(c.region, "eu-west-1");
+        assert_eq!(c.block_size, 65536);
+        assert!(!c.path_style);
+        assert_eq!(c.endpoint, "https://s3.eu-west-1.amazonaws.com");
+    }
+
+    #[test]
+    fn custom_endpoint_means_path_style() {
+        let uri = lookup(&[("endpoint", "http://127.0.0.1:9000/")]);
+        let mut env_pairs = KEYS.to_vec();
+        env_pairs.push(("S3VFS_BUCKET", "b"));
+        let c = Config::resolve(&uri, &lookup(&env_pairs)).unwrap();
+        assert!(c.path_style);
+        assert_eq!(c.endpoint, "http://127.0.0.1:9000");
+        assert_eq!(c.block_size, DEFAULT_BLOCK_SIZE);
+    }
+
+    #[test]
+    fn missing_bucket_says_how_to_set_it() {
+        let err = Config::resolve(&no_params, &lookup(KEYS)).unwrap_err();
+        assert!(err.to_string().contains("S3VFS_BUCKET"), "{err}");
+    }
+
+    #[test]
+    fn bad_block_sizes_are_refused() {
+        for raw in ["0", "-4096", "abc", "511", "16777217"] {
+            let err = parse_block_size(Some(raw.to_string())).unwrap_err();
+            assert!(err.to_string().contains("block_size"), "{raw}: {err}");
+        }
+        assert_eq!(parse_block_size(Some("4097".into())).unwrap(), 4097);
+    }
+
+    #[test]
+    fn bad_endpoints_are_refused() {
+        for raw in ["127.0.0.1:9000", "ftp://host", "http://", "not a url"] {
+            assert!(parse_endpoint(raw).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn profile_credentials_come_from_the_shared_file() {
+        let dir = std::env::temp_dir().join(format!("s3vfs-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let creds = dir.join("credentials");
+        std::fs::write(
+            &creds,
+            "[default]\naws_access_key_id = D\naws_secret_access_key = DS\n[work]\naws_access_key_id=W\naws_secret_access_key=WS\naws_session_token=T\n",
+        )
+        .unwrap();
+        let config = dir.join("config");
+        std::fs::write(&config, "[profile work]\nregion = ap-south-1\n").unwrap();
+        let env = lookup(&[
+            ("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap()),
+            ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+            ("AWS_PROFILE", "work"),
+            ("S3VFS_BUCKET", "b"),
+        ]);
+        let c = Config::resolve(&no_params, &env).unwrap();
+        assert_eq!(c.credentials.access_key, "W");
+        assert_eq!(c.credentials.session_token.as_deref(), Some("T"));
+        assert_eq!(c.region, "ap-south-1");
+        assert!(
+            !format!("{c:?}").contains("WS"),
+            "Debug must not show the secret"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn missing_credentials_name_both_sources() {
+        let env = lookup(&[("S3VFS_BUCKET", "b"), ("HOME", "/nonexistent")]);
+        let err = Config::resolve(&no_params, &env).unwrap_err().to_string();
+        assert!(
+            err.contains("AWS_ACCESS_KEY_ID") && err.contains("/nonexistent/.aws/credentials"),
+            "{err}"
+        );
+    }
+}

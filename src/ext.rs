@@ -1,0 +1,156 @@
+//! The extension's entry points and SQL functions.
+//!
+//! SQLite derives the entry-point name from the file name keeping only letters
+//! (`libs3vfs.so` → `sqlite3_svfs_init`), so `sqlite3_extension_init` is exported too and
+//! `.load ./libs3vfs` works without naming the entry point. The extension loads
+//! permanently: the VFS must outlive the connection that loaded it.
+
+use crate::{stats, vfs};
+use sqlite_loadable::ext::{sqlite3, sqlite3_api_routines};
+use sqlite_loadable::prelude::*;
+use sqlite_loadable::{api, define_scalar_function, Error, FunctionFlags, Result};
+use std::ffi::{c_char, c_int, c_uint};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+const SQLITE_ERROR: c_uint = 1;
+
+/// The entry point named after the library.
+///
+/// # Safety
+/// Called by SQLite's extension loader with a valid connection and API table.
+#[no_mangle]
+pub unsafe extern "C" fn sqlite3_s3vfs_init(
+    db: *mut sqlite3,
+    pz_err_msg: *mut *mut c_char,
+    p_api: *mut sqlite3_api_routines,
+) -> c_uint {
+    init(db, pz_err_msg, p_api)
+}
+
+/// The generic entry point SQLite tries when it cannot guess one from the file name.
+///
+/// # Safety
+/// Called by SQLite's extension loader with a valid connection and API table.
+#[no_mangle]
+pub unsafe extern "C" fn sqlite3_extension_init(
+    db: *mut sqlite3,
+    pz_err_msg: *mut *mut c_char,
+    p_api: *mut sqlite3_api_routines,
+) -> c_uint {
+    init(db, pz_err_msg, p_api)
+}
+
+fn init(
+    db: *mut sqlite3,
+    pz_err_msg: *mut *mut c_char,
+    p_api: *mut sqlite3_api_routines,
+) -> c_uint {
+    catch_unwind(AssertUnwindSafe(|| {
+        vfs::set_api(p_api);
+        sqlite_loadable::entrypoints::register_entrypoint_load_permanently(
+            db,
+            pz_err_msg,
+            p_api,
+            |db| {
+                vfs::register().map_err(Error::new_message)?;
+                register_functions(db)?;
+                register_on_future_connections()
+            },
+        )
+    }))
+    .unwrap_or(SQLITE_ERROR)
+}
+
+type AutoExtension =
+    unsafe extern "C" fn(*mut sqlite3, *mut *mut c_char, *const sqlite3_api_routines) -> c_int;
+
+/// SQL functions are per connection; an auto-extension adds them to every connection
+/// opened after loading, so they are there wherever the VFS is.
+fn register_on_future_connections() -> Result<()> {
+    static DONE: once_cell::sync::OnceCell<()> = once_cell::sync::OnceCell::new();
+    DONE.get_or_try_init(|| {
+        let auto = vfs::api()
+            .auto_extension
+            .ok_or_else(|| Error::new_message("this SQLite has no sqlite3_auto_extension"))?;
+        let entry: unsafe extern "C" fn(
+            *mut sqlite3,
+            *mut *mut c_char,
+            *const sqlite3_api_routines,
+        ) -> c_int = on_new_connection;
+        // SAFETY: SQLite calls auto-extensions with exactly this signature; the C API
+        // declares the parameter as `void(*)(void)` and expects a cast.
+        let rc = unsafe {
+            auto(Some(std::mem::transmute::<
+                AutoExtension,
+                unsafe extern "C" fn(),
+            >(entry)))
+        };
+        if rc != 0 {
+            return Err(Error::new_message(format!(
+                "sqlite3_auto_extension failed with code {rc}"
+            )));
+        }
+        Ok(())
+    })
+    .map(|_| ())
+}
+
+unsafe extern "C" fn on_new_connection(
+    db: *mut sqlite3,
+    _pz_err_msg: *mut *mut c_char,
+    _p_api: *const sqlite3_api_routines,
+) -> c_int {
+    catch_unwind(AssertUnwindSafe(|| match register_functions(db) {
+        Ok(()) => 0,
+        Err(_) => SQLITE_ERROR as c_int,
+    }))
+    .unwrap_or(SQLITE_ERROR as c_int)
+}
+
+/// Wraps a SQL function body so a panic becomes an SQL error rather than an abort.
+fn guarded(
+    f: fn(*mut sqlite3_context, &[*mut sqlite3_value]) -> Result<()>,
+) -> impl Fn(*mut sqlite3_context, &[*mut sqlite3_value]) -> Result<()> {
+    move |ctx, args| {
+        catch_unwind(AssertUnwindSafe(|| f(ctx, args)))
+            .unwrap_or_else(|_| Err(Error::new_message("s3vfs: internal error (a bug)")))
+    }
+}
+
+fn register_functions(db: *mut sqlite3) -> Result<()> {
+    let fixed = FunctionFlags::UTF8 | FunctionFlags::DETERMINISTIC;
+    let volatile = FunctionFlags::UTF8;
+    define_scalar_function(db, "s3vfs_version", 0, guarded(version), fixed)?;
+    define_scalar_function(db, "s3vfs_stats", 0, guarded(stats_json), volatile)?;
+    define_scalar_function(db, "s3vfs_stats_reset", 0, guarded(stats_reset), volatile)?;
+    define_scalar_function(db, "s3vfs_last_error", 0, guarded(last_error), volatile)?;
+    Ok(())
+}
+
+/// `s3vfs_version()`: the extension's version.
+fn version(ctx: *mut sqlite3_context, _: &[*mut sqlite3_value]) -> Result<()> {
+    api::result_text(ctx, env!("CARGO_PKG_VERSION"))
+}
+
+/// `s3vfs_stats()`: request counters since load (or the last reset), as JSON.
+fn stats_json(ctx: *mut sqlite3_context, _: &[*mut sqlite3_value]) -> Result<()> {
+    api::result_text(ctx, stats::json())
+}
+
+/// `s3vfs_stats_reset()`: zeroes the counters.
+fn stats_reset(ctx: *mut sqlite3_context, _: &[*mut sqlite3_value]) -> Result<()> {
+    stats::reset();
+    api::result_null(ctx);
+    Ok(())
+}
+
+/// `s3vfs_last_error()`: the last error message s3vfs reported in this process, or NULL.
+fn last_error(ctx: *mut sqlite3_context, _: &[*mut sqlite3_value]) -> Result<()> {
+    match vfs::last_error() {
+        Some(msg) => api::result_text(ctx, msg),
+        None => {
+            api::result_null(ctx);
+            Ok(())
+        }
+    }
+}

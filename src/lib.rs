@@ -1,0 +1,15 @@
+//! s3vfs: a loadable SQLite extension that keeps databases in S3, readable and writable in
+//! place, in the block layout of the Python package `sqlite-s3vfs`.
+//!
+//! Layers, each in its own file, data flowing one way:
+//! `ext` (entry point, SQL functions) → `vfs` (all C callbacks) → `store` (blocks) →
+//! `s3` (signed HTTP requests); `config` resolves settings and `error` is the one error type.
+
+pub mod config;
+pub mod error;
+pub mod ext;
+pub mod parallel;
+pub mod s3;
+pub mod stats;
+pub mod store;
+pub mod vfs;

@@ -1,0 +1,515 @@
+//! A small synchronous S3 client: SigV4 signing (rust-s3's `signing` module), HTTP over one
+//! shared keep-alive ureq `Agent`, bounded retries, and just enough XML.
+//!
+//! Only the operations the block store needs exist. Every error carries the operation,
+//! the key, the HTTP status and the S3 error code, and nothing secret: the signature and
+//! the credentials never leave [`S3Client::send`].
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::stats::{self, Op};
+use hmac::Mac;
+use once_cell::sync::Lazy;
+use s3::signing;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Attempts per request for transient failures (5xx, resets, timeouts).
+const MAX_ATTEMPTS: u32 = 4;
+/// Keys per DeleteObjects call: the S3 API maximum.
+pub const DELETE_BATCH: usize = 1000;
+
+/// One agent for the process, so that every thread reuses pooled connections.
+static AGENT: Lazy<ureq::Agent> = Lazy::new(|| {
+    ureq::Agent::config_builder()
+        // S3 error bodies carry the error code; read them instead of getting a bare status.
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_global(Some(Duration::from_secs(60)))
+        .max_idle_connections(128)
+        .max_idle_connections_per_host(64)
+        .user_agent(concat!("s3vfs/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+});
+
+/// One object in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+/// A bucket on an endpoint, with the credentials to sign for it.
+#[derive(Clone, Debug)]
+pub struct S3Client {
+    cfg: Arc<Config>,
+}
+
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+    content_length: Option<u64>,
+}
+
+impl S3Client {
+    pub fn new(cfg: Arc<Config>) -> S3Client {
+        S3Client { cfg }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// GET an object; `Ok(None)` when the key does not exist.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let r = self.send(Op::Get, "GET", key, &[], &[], &[])?;
+        match r.status {
+            200 => Ok(Some(r.body)),
+            404 if error_code(&r.body) == "NoSuchKey" => Ok(None),
+            _ => Err(self.s3_error("GET", key, &r)),
+        }
+    }
+
+    /// PUT an object.
+    pub fn put(&self, key: &str, body: &[u8]) -> Result<()> {
+        let r = self.send(Op::Put, "PUT", key, &[], &[], body)?;
+        match r.status {
+            200 => Ok(()),
+            _ => Err(self.s3_error("PUT", key, &r)),
+        }
+    }
+
+    /// DELETE one object (deleting a missing key succeeds, as in S3).
+    pub fn delete(&self, key: &str) -> Result<()> {
+        let r = self.send(Op::Delete, "DELETE", key, &[], &[], &[])?;
+        match r.status {
+            200 | 204 => Ok(()),
+            _ => Err(self.s3_error("DELETE", key, &r)),
+        }
+    }
+
+    /// HEAD an object: its size, or `None` when it does not exist.
+    pub fn head(&self, key: &str) -> Result<Option<u64>> {
+        let r = self.send(Op::Head, "HEAD", key, &[], &[], &[])?;
+        match r.status {
+            200 => Ok(Some(r.content_length.unwrap_or(0))),
+            404 => Ok(None),
+            _ => Err(self.s3_error("HEAD", key, &r)),
+        }
+    }
+
+    /// Deletes many keys with DeleteObjects, up to [`DELETE_BATCH`] per call, and fails if
+    /// the server reports an error for any single key.
+    pub fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for chunk in keys.chunks(DELETE_BATCH) {
+            let mut xml = String::from("<Delete><Quiet>true</Quiet>");
+            for k in chunk {
+                xml.push_str("<Object><Key>");
+                xml.push_str(&xml_escape(k));
+                xml.push_str("</Key></Object>");
+            }
+            xml.push_str("</Delete>");
+            use base64::Engine as _;
+            let md5 =
+                base64::engine::general_purpose::STANDARD.encode(md5::compute(xml.as_bytes()).0);
+            let headers = [
+                ("content-md5", md5),
+                ("content-type", "application/xml".to_string()),
+            ];
+            let r = self.send(
+                Op::Delete,
+                "POST",
+                "",
+                &[("delete", String::new())],
+                &headers,
+                xml.as_bytes(),
+            )?;
+            if r.status != 200 {
+                return Err(self.s3_error("DeleteObjects", &chunk[0], &r));
+            }
+            let text = String::from_utf8_lossy(&r.body);
+            let first_error = xml_blocks(&text, "Error").next().map(str::to_string);
+            if let Some(err) = first_error {
+                let err = err.as_str();
+                let key = xml_text(err, "Key").unwrap_or_default();
+                stats::error();
+                return Err(Error::S3 {
+                    op: "DeleteObjects",
+                    bucket: self.cfg.bucket.clone(),
+                    key,
+                    status: r.status,
+                    code: xml_text(err, "Code").unwrap_or_default(),
+                    message: xml_text(err, "Message").unwrap_or_default(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists every object under `prefix` (ListObjectsV2, following continuation tokens),
+    /// or at most `limit` of them.
+    pub fn list(&self, prefix: &str, limit: Option<usize>) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("list-type", "2".to_string()),
+                ("prefix", prefix.to_string()),
+            ];
+            if let Some(n) = limit {
+                query.push(("max-keys", (n - out.len()).min(1000).to_string()));
+            }
+            if let Some(t) = &token {
+                query.push(("continuation-token", t.clone()));
+            }
+            let r = self.send(Op::List, "GET", "", &query, &[], &[])?;
+            if r.status != 200 {
+                return Err(self.s3_error("LIST", prefix, &r));
+            }
+            let text = String::from_utf8_lossy(&r.body);
+            if !text.contains("<ListBucketResult") {
+                return Err(self.s3_error("LIST", prefix, &r));
+            }
+            for c in xml_blocks(&text, "Contents") {
+                let key = xml_text(c, "Key").unwrap_or_default();
+                let size = xml_text(c, "Size")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                out.push(ObjectInfo { key, size });
+            }
+            token = match xml_text(&text, "IsTruncated").as_deref() {
+                Some("true") => xml_text(&text, "NextContinuationToken"),
+                _ => None,
+            };
+            let full = limit.is_some_and(|n| out.len() >= n);
+            if token.is_none() || full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Builds the URL of `key` (or of the bucket when `key` is empty).
+    fn url(&self, key: &str, query: &[(&str, String)]) -> String {
+        let c = &self.cfg;
+        let path = signing::uri_encode(key, false);
+        let mut url = if c.path_style {
+            format!("{}/{}/{}", c.endpoint, c.bucket, path)
+        } else {
+            let (scheme, host) = c
+                .endpoint
+                .split_once("://")
+                .unwrap_or(("https", &c.endpoint));
+            format!("{scheme}://{}.{host}/{path}", c.bucket)
+        };
+        if path.is_empty() && c.path_style {
+            url.pop(); // "/bucket" rather than "/bucket/" for bucket-level requests
+        }
+        for (i, (k, v)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&signing::uri_encode(k, true));
+            url.push('=');
+            url.push_str(&signing::uri_encode(v, true));
+        }
+        url
+    }
+
+    /// Signs and sends one request, retrying transient failures with backoff and jitter.
+    fn send(
+        &self,
+        op: Op,
+        method: &str,
+        key: &str,
+        query: &[(&str, String)],
+        extra_headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<Reply> {
+        let url = self.url(key, query);
+        let payload_hash = hex::encode(Sha256::digest(body));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            stats::request(op, body.len());
+            let outcome = self.send_once(method, &url, &payload_hash, extra_headers, body);
+            let transient = match &outcome {
+                Ok(r) => matches!(r.status, 500 | 502 | 503 | 504),
+                Err(e) => is_transient(e),
+            };
+            if !transient || attempt >= MAX_ATTEMPTS {
+                return match outcome {
+                    Ok(r) => Ok(r),
+                    Err(e) => {
+                        stats::error();
+                        Err(Error::Transport {
+                            op: op.name(),
+                            endpoint: self.cfg.endpoint.clone(),
+                            detail: describe_transport(&e),
+                        })
+                    }
+                };
+            }
+            stats::retry();
+            std::thread::sleep(backoff(attempt));
+        }
+    }
+
+    fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        payload_hash: &str,
+        extra_headers: &[(&str, String)],
+        body: &[u8],
+    ) -> std::result::Result<Reply, ureq::Error> {
+        let parsed = url::Url::parse(url).map_err(|e| ureq::Error::BadUri(e.to_string()))?;
+        let host = match parsed.port() {
+            Some(p) => format!("{}:{p}", parsed.host_str().unwrap_or_default()),
+            None => parsed.host_str().unwrap_or_default().to_string(),
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let amz_date = format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+            now.year(),
+            now.month() as u8,
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second()
+        );
+        let creds = &self.cfg.credentials;
+        let mut headers = http::HeaderMap::new();
+        let mut put = |name: &'static str, value: &str| -> std::result::Result<(), ureq::Error> {
+            let v = http::HeaderValue::from_str(value)
+                .map_err(|e| ureq::Error::BadUri(e.to_string()))?;
+            headers.insert(name, v);
+            Ok(())
+        };
+        put("host", &host)?;
+        put("x-amz-date", &amz_date)?;
+        put("x-amz-content-sha256", payload_hash)?;
+        if let Some(token) = &creds.session_token {
+            put("x-amz-security-token", token)?;
+        }
+        for (k, v) in extra_headers {
+            let name = http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| ureq::Error::BadUri(e.to_string()))?;
+            let v =
+                http::HeaderValue::from_str(v).map_err(|e| ureq::Error::BadUri(e.to_string()))?;
+            headers.insert(name, v);
+        }
+        let authorization = self
+            .authorization(method, &parsed, &headers, payload_hash, now)
+            .map_err(|e| ureq::Error::BadUri(format!("signing failed: {e}")))?;
+
+        let mut req = http::Request::builder().method(method).uri(url);
+        for (name, value) in headers.iter() {
+            if name != "host" {
+                req = req.header(name, value);
+            }
+        }
+        let req = req
+            .header("authorization", authorization)
+            .body(body)
+            .map_err(ureq::Error::Http)?;
+        let mut resp = AGENT.run(req)?;
+        let status = resp.status().as_u16();
+        let content_length = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = if method == "HEAD" {
+            Vec::new()
+        } else {
+            resp.body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .read_to_vec()?
+        };
+        stats::bytes_down(body.len());
+        Ok(Reply {
+            status,
+            body,
+            content_length,
+        })
+    }
+
+    fn authorization(
+        &self,
+        method: &str,
+        url: &url::Url,
+        headers: &http::HeaderMap,
+        payload_hash: &str,
+        now: time::OffsetDateTime,
+    ) -> std::result::Result<String, s3::error::S3Error> {
+        let creds = &self.cfg.credentials;
+        let region = s3::Region::Custom {
+            region: self.cfg.region.clone(),
+            endpoint: String::new(),
+        };
+        let canonical = signing::canonical_request(method, url, headers, payload_hash)?;
+        let to_sign = signing::string_to_sign(&now, &region, &canonical)?;
+        let key = signing::signing_key(&now, &creds.secret_key, &region, "s3")?;
+        let mut mac =
+            signing::HmacSha256::new_from_slice(&key).expect("HMAC accepts any key length");
+        mac.update(to_sign.as_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
+        signing::authorization_header(
+            &creds.access_key,
+            &now,
+            &region,
+            &signing::signed_header_string(headers),
+            &signature,
+        )
+    }
+
+    fn s3_error(&self, op: &'static str, key: &str, r: &Reply) -> Error {
+        stats::error();
+        let text = String::from_utf8_lossy(&r.body);
+        let looks_like_s3 =
+            text.contains("<Error>") || text.contains("<ListBucketResult") || r.body.is_empty();
+        let (code, message) = if looks_like_s3 {
+            (
+                error_code(&r.body),
+                xml_text(&text, "Message").unwrap_or_default(),
+            )
+        } else {
+            (String::new(), "the response is not S3 XML".to_string())
+        };
+        Error::S3 {
+            op,
+            bucket: self.cfg.bucket.clone(),
+            key: key.to_string(),
+            status: r.status,
+            code,
+            message,
+        }
+    }
+}
+
+fn is_transient(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Timeout(_) | ureq::Error::BodyStalled | ureq::Error::Protocol(_) => true,
+        ureq::Error::Io(io) => !matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+        ),
+        _ => false,
+    }
+}
+
+fn describe_transport(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused".into()
+        }
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Exponential backoff with jitter: ~50 ms, 200 ms, 800 ms, each plus up to 50%.
+fn backoff(attempt: u32) -> Duration {
+    let base = 50u64 * 4u64.pow(attempt.saturating_sub(1).min(4));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    Duration::from_millis(base + nanos % (base / 2 + 1))
+}
+
+/// The `<Code>` of an S3 error body, or "" when there is none.
+fn error_code(body: &[u8]) -> String {
+    xml_text(&String::from_utf8_lossy(body), "Code").unwrap_or_default()
+}
+
+/// The unescaped text of the first `<tag>…</tag>` in `xml`.
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&close)?;
+    Some(xml_unescape(&xml[start..end]))
+}
+
+/// The inner text of every `<tag>…</tag>` block, in document order.
+fn xml_blocks<'a>(xml: &'a str, tag: &str) -> impl Iterator<Item = &'a str> + 'a {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let mut rest = xml;
+    std::iter::from_fn(move || {
+        let start = rest.find(&open)? + open.len();
+        let end = start + rest[start..].find(&close)?;
+        let block = &rest[start..end];
+        rest = &rest[end + close.len()..];
+        Some(block)
+    })
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_listing_blocks_in_order() {
+        let xml = "<ListBucketResult><IsTruncated>true</IsTruncated><Contents><Key>a/0000000001</Key><Size>10</Size></Contents><Contents><Key>a&amp;b</Key><Size>3</Size></Contents><NextContinuationToken>t1</NextContinuationToken></ListBucketResult>";
+        let keys: Vec<_> = xml_blocks(xml, "Contents")
+            .map(|c| xml_text(c, "Key").unwrap())
+            .collect();
+        assert_eq!(keys, ["a/0000000001", "a&b"]);
+        assert_eq!(
+            xml_text(xml, "NextContinuationToken").as_deref(),
+            Some("t1")
+        );
+    }
+
+    #[test]
+    fn path_style_urls_keep_slashes_and_encode_queries() {
+        let cfg = Config {
+            bucket: "b".into(),
+            endpoint: "http://127.0.0.1:9000".into(),
+            path_style: true,
+            region: "us-east-1".into(),
+            credentials: crate::config::Credentials {
+                access_key: "a".into(),
+                secret_key: "s".into(),
+                session_token: None,
+            },
+            block_size: 4096,
+        };
+        let c = S3Client::new(Arc::new(cfg.clone()));
+        assert_eq!(
+            c.url("my db/0000000001", &[]),
+            "http://127.0.0.1:9000/b/my%20db/0000000001"
+        );
+        assert_eq!(
+            c.url("", &[("prefix", "x/y".into())]),
+            "http://127.0.0.1:9000/b?prefix=x%2Fy"
+        );
+        let v = S3Client::new(Arc::new(Config {
+            path_style: false,
+            endpoint: "https://s3.eu-west-1.amazonaws.com".into(),
+            ..cfg
+        }));
+        assert_eq!(v.url("k", &[]), "https://b.s3.eu-west-1.amazonaws.com/k");
+    }
+}

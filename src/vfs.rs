@@ -1,0 +1,645 @@
+//! The VFS named `s3`: SQLite's C callbacks, converted to calls on [`BlockFile`].
+//!
+//! This file holds all of the crate's `unsafe` FFI. Every callback runs inside [`guard`],
+//! so a panic becomes an error code instead of unwinding into SQLite, and every failure
+//! goes through [`report`], which maps it to an extended code and logs it.
+//!
+//! What goes where:
+//! - The main database, its rollback journal and super-journals live in S3 as blocks.
+//!   The main database's URI parameters choose the bucket; its journals find the same
+//!   settings through [`REGISTRY`], keyed by the database name.
+//! - Temporary files (no name, or `SQLITE_OPEN_TEMP_*`, `SUBJOURNAL`, `TRANSIENT_DB`,
+//!   `DELETEONCLOSE`) are opened by the default VFS in the same `sqlite3_file` memory,
+//!   so they stay on local disk and never reach the bucket.
+//! - There is no WAL support (no `xShm*`): `-wal` files never exist, and asking costs no
+//!   request.
+//!
+//! Contracts kept here: reads past the end zero-fill and return `SQLITE_IOERR_SHORT_READ`;
+//! `xSync` has nothing to flush because every write is a PUT that is durable when it
+//! returns; locks are recorded but not enforced across processes (one writer at a time
+//! is the caller's job until the locking work lands).
+
+use crate::config::{self, Config};
+use crate::error::{Error, Result};
+use crate::s3::S3Client;
+use crate::store::BlockFile;
+use once_cell::sync::Lazy;
+use sqlite3ext_sys::{
+    sqlite3_api_routines, sqlite3_file, sqlite3_int64, sqlite3_io_methods, sqlite3_vfs,
+};
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The VFS name used in `?vfs=s3`.
+pub const VFS_NAME: &CStr = c"s3";
+
+mod code {
+    //! SQLite result codes as `c_int` (the bindings expose them as `u32`).
+    use sqlite3ext_sys as s;
+    pub const OK: i32 = s::SQLITE_OK as i32;
+    pub const ERROR: i32 = s::SQLITE_ERROR as i32;
+    pub const NOTFOUND: i32 = s::SQLITE_NOTFOUND as i32;
+    pub const CANTOPEN: i32 = s::SQLITE_CANTOPEN as i32;
+    pub const READONLY: i32 = s::SQLITE_READONLY as i32;
+    pub const IOERR_READ: i32 = s::SQLITE_IOERR_READ as i32;
+    pub const IOERR_SHORT_READ: i32 = s::SQLITE_IOERR_SHORT_READ as i32;
+    pub const IOERR_WRITE: i32 = s::SQLITE_IOERR_WRITE as i32;
+    pub const IOERR_TRUNCATE: i32 = s::SQLITE_IOERR_TRUNCATE as i32;
+    pub const IOERR_FSTAT: i32 = s::SQLITE_IOERR_FSTAT as i32;
+    pub const IOERR_DELETE: i32 = s::SQLITE_IOERR_DELETE as i32;
+    pub const IOERR_ACCESS: i32 = s::SQLITE_IOERR_ACCESS as i32;
+    pub const LOCK_NONE: i32 = s::SQLITE_LOCK_NONE as i32;
+    pub const OPEN_MAIN_DB: i32 = s::SQLITE_OPEN_MAIN_DB as i32;
+    pub const OPEN_CREATE: i32 = s::SQLITE_OPEN_CREATE as i32;
+    pub const OPEN_READONLY: i32 = s::SQLITE_OPEN_READONLY as i32;
+    pub const OPEN_LOCAL_ONLY: i32 = (s::SQLITE_OPEN_DELETEONCLOSE
+        | s::SQLITE_OPEN_TEMP_DB
+        | s::SQLITE_OPEN_TEMP_JOURNAL
+        | s::SQLITE_OPEN_SUBJOURNAL
+        | s::SQLITE_OPEN_TRANSIENT_DB) as i32;
+    pub const ACCESS_EXISTS: i32 = s::SQLITE_ACCESS_EXISTS as i32;
+}
+
+/// The host's API table, kept from the entry point: a loadable extension must call SQLite
+/// only through it (linking `sqlite3_*` symbols fails in Python and apsw).
+static API: AtomicPtr<sqlite3_api_routines> = AtomicPtr::new(std::ptr::null_mut());
+/// The VFS that was the default when we registered; temp files and OS services go there.
+static DEFAULT_VFS: AtomicPtr<sqlite3_vfs> = AtomicPtr::new(std::ptr::null_mut());
+/// Settings of every main database opened, by name, so that its journals (opened,
+/// checked and deleted by name alone) go to the same bucket with the same block size.
+static REGISTRY: Lazy<Mutex<HashMap<String, Arc<Config>>>> = Lazy::new(Default::default);
+/// The last error reported, for `s3vfs_last_error()`.
+static LAST_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// Stores the API table handed to the entry point.
+pub fn set_api(p_api: *mut sqlite3_api_routines) {
+    API.store(p_api, Ordering::Release);
+}
+
+/// The API table; the entry point stored it before any other code here can run.
+pub fn api() -> &'static sqlite3_api_routines {
+    let p = API.load(Ordering::Acquire);
+    assert!(!p.is_null(), "s3vfs used before its entry point ran");
+    // SAFETY: SQLite's API table is a static struct that lives as long as the process.
+    unsafe { &*p }
+}
+
+/// Writes a message to SQLite's error log (`sqlite3_log`).
+pub fn log(code: c_int, msg: &str) {
+    let Some(log_fn) = api().log else { return };
+    let text = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    // SAFETY: "%s" with one NUL-terminated string argument matches sqlite3_log's format.
+    unsafe { log_fn(code, c"%s".as_ptr(), text.as_ptr()) };
+}
+
+/// Logs an error, remembers it for `s3vfs_last_error()`, echoes it on stderr unless
+/// `S3VFS_LOG=off` (hosts rarely install a log callback, and SQLite's own message for
+/// the code alone, e.g. "unable to open database file", does not say what to fix), and
+/// returns the code.
+pub fn report(code: c_int, err: &Error) -> c_int {
+    let msg = err.to_string();
+    log(code, &msg);
+    if config::process_env("S3VFS_LOG").as_deref() != Some("off") {
+        eprintln!("{msg}");
+    }
+    *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+    code
+}
+
+/// The message of the last error reported in this process, if any.
+pub fn last_error() -> Option<String> {
+    LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Runs a callback body, turning a panic into `on_panic` so it never unwinds into C.
+fn guard(on_panic: c_int, f: impl FnOnce() -> c_int) -> c_int {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(rc) => rc,
+        Err(_) => {
+            log(
+                on_panic,
+                "s3vfs: internal error (a bug; the operation was abandoned)",
+            );
+            on_panic
+        }
+    }
+}
+
+/// Settings for a file that is not a main database: those of the database it belongs
+/// to when that database was opened here, else the environment's.
+pub fn config_for(name: &str) -> Result<Arc<Config>> {
+    let registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    let owner = [
+        name.strip_suffix("-journal"),
+        name.strip_suffix("-wal"),
+        name.rfind("-mj").map(|i| &name[..i]),
+    ]
+    .into_iter()
+    .flatten()
+    .chain([name])
+    .find_map(|n| registry.get(n).cloned());
+    drop(registry);
+    match owner {
+        Some(c) => Ok(c),
+        None => Ok(Arc::new(Config::resolve(
+            &config::no_params,
+            &config::process_env,
+        )?)),
+    }
+}
+
+fn block_file(cfg: Arc<Config>, name: &str) -> BlockFile {
+    let block_size = cfg.block_size;
+    BlockFile::new(Arc::new(S3Client::new(cfg)), name, block_size)
+}
+
+/// The per-file state behind an open `sqlite3_file`.
+struct Handle {
+    file: BlockFile,
+    readonly: bool,
+    lock: c_int,
+}
+
+/// Our `sqlite3_file` subclass. SQLite allocates `szOsFile` bytes for it.
+#[repr(C)]
+struct S3File {
+    base: sqlite3_file,
+    handle: *mut Handle,
+}
+
+/// # Safety
+/// `f` must be a file this VFS opened with [`IO_METHODS`] and not yet closed.
+unsafe fn handle<'a>(f: *mut sqlite3_file) -> &'a mut Handle {
+    // SAFETY: per the contract, `f` is an `S3File` whose handle is a live Box.
+    unsafe { &mut *(*(f as *mut S3File)).handle }
+}
+
+/// Opens the S3 side of a database or journal, checking at open time what can be
+/// checked cheaply, so that wrong settings fail here with a clear message.
+fn open_handle(z_name: *const c_char, name: &str, flags: c_int) -> Result<Handle> {
+    let main = flags & code::OPEN_MAIN_DB != 0;
+    let cfg = if main {
+        let uri = |p: &str| uri_parameter(z_name, p);
+        let cfg = Arc::new(Config::resolve(&uri, &config::process_env)?);
+        REGISTRY
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), cfg.clone());
+        cfg
+    } else {
+        config_for(name)?
+    };
+    let mut file = block_file(cfg.clone(), name);
+    if main {
+        check_existing(&mut file, &cfg, name, flags)?;
+    }
+    Ok(Handle {
+        file,
+        readonly: flags & code::OPEN_READONLY != 0,
+        lock: code::LOCK_NONE,
+    })
+}
+
+/// Lists the first blocks of a main database: proves bucket, credentials and endpoint,
+/// and refuses a block size that does not match the blocks already stored.
+fn check_existing(file: &mut BlockFile, cfg: &Config, name: &str, flags: c_int) -> Result<()> {
+    let first = file.first_blocks(2)?;
+    let b = cfg.block_size;
+    let where_ = format!("s3://{}/{name}", cfg.bucket);
+    match first.as_slice() {
+        [] if flags & code::OPEN_CREATE == 0 => Err(Error::NotFound(format!(
+            "no database at {where_} and this open may not create one (mode=ro or mode=rw): check the path, or open with mode=rwc"
+        ))),
+        [] => {
+            file.set_size_hint(0);
+            Ok(())
+        }
+        [only] if only.index == 0 && only.len <= b => {
+            file.set_size_hint(only.len);
+            Ok(())
+        }
+        [first, ..] if first.index == 0 && first.len != b => Err(Error::Format(format!(
+            "the database at {where_} is stored in {}-byte blocks but block_size is {b}: open it with block_size={} (URI) or S3VFS_BLOCK_SIZE={}",
+            first.len, first.len, first.len
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A URI parameter of the file SQLite is opening.
+fn uri_parameter(z_name: *const c_char, param: &str) -> Option<String> {
+    let f = api().uri_parameter?;
+    let p = CString::new(param).ok()?;
+    // SAFETY: `z_name` is the filename SQLite passed to xOpen for a main database, which
+    // sqlite3_uri_parameter accepts; the result is NULL or a NUL-terminated string that
+    // lives as long as that filename.
+    let v = unsafe { f(z_name, p.as_ptr()) };
+    if v.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL results are NUL-terminated strings owned by SQLite.
+    Some(unsafe { CStr::from_ptr(v) }.to_string_lossy().into_owned())
+}
+
+fn default_vfs() -> *mut sqlite3_vfs {
+    DEFAULT_VFS.load(Ordering::Acquire)
+}
+
+/// # Safety
+/// `z` must be NULL or a NUL-terminated string.
+unsafe fn name_of(z: *const c_char) -> String {
+    // SAFETY: per the contract.
+    unsafe { CStr::from_ptr(z) }.to_string_lossy().into_owned()
+}
+
+unsafe extern "C" fn x_open(
+    _vfs: *mut sqlite3_vfs,
+    z_name: *const c_char,
+    p_file: *mut sqlite3_file,
+    flags: c_int,
+    p_out_flags: *mut c_int,
+) -> c_int {
+    guard(code::CANTOPEN, || {
+        if z_name.is_null() || flags & code::OPEN_LOCAL_ONLY != 0 {
+            let d = default_vfs();
+            // SAFETY: szOsFile covers the default VFS's file size, so it may open into
+            // the same memory and install its own methods there.
+            return unsafe {
+                ((*d).xOpen.expect("default VFS has xOpen"))(d, z_name, p_file, flags, p_out_flags)
+            };
+        }
+        // SAFETY: SQLite passes a valid file buffer; a NULL pMethods tells it there is
+        // nothing to close if we fail below.
+        unsafe { (*p_file).pMethods = std::ptr::null() };
+        // SAFETY: a non-NULL zName from SQLite is NUL-terminated.
+        let name = unsafe { name_of(z_name) };
+        match open_handle(z_name, &name, flags) {
+            Ok(h) => {
+                let f = p_file as *mut S3File;
+                // SAFETY: the buffer is at least size_of::<S3File>() (see szOsFile).
+                unsafe {
+                    (*f).handle = Box::into_raw(Box::new(h));
+                    (*f).base.pMethods = &IO_METHODS;
+                    if !p_out_flags.is_null() {
+                        *p_out_flags = flags;
+                    }
+                }
+                code::OK
+            }
+            Err(e) => report(code::CANTOPEN, &e),
+        }
+    })
+}
+
+unsafe extern "C" fn x_delete(
+    _vfs: *mut sqlite3_vfs,
+    z_name: *const c_char,
+    _sync_dir: c_int,
+) -> c_int {
+    guard(code::IOERR_DELETE, || {
+        // SAFETY: SQLite passes a NUL-terminated name.
+        let name = unsafe { name_of(z_name) };
+        let r = config_for(&name).and_then(|cfg| block_file(cfg, &name).delete_all());
+        match r {
+            Ok(()) => code::OK,
+            Err(e) => report(code::IOERR_DELETE, &e),
+        }
+    })
+}
+
+unsafe extern "C" fn x_access(
+    _vfs: *mut sqlite3_vfs,
+    z_name: *const c_char,
+    flags: c_int,
+    p_res_out: *mut c_int,
+) -> c_int {
+    guard(code::IOERR_ACCESS, || {
+        // SAFETY: SQLite passes a NUL-terminated name.
+        let name = unsafe { name_of(z_name) };
+        let exists = if name.ends_with("-wal") {
+            Ok(false) // no xShm*: a WAL can never have been written in this layout
+        } else if flags == code::ACCESS_EXISTS {
+            config_for(&name).and_then(|cfg| block_file(cfg, &name).exists())
+        } else {
+            Ok(true) // READWRITE / READ: S3 has no per-file permissions to ask about
+        };
+        match exists {
+            Ok(v) => {
+                // SAFETY: SQLite passes a valid out pointer.
+                unsafe { *p_res_out = v as c_int };
+                code::OK
+            }
+            Err(e) => report(code::IOERR_ACCESS, &e),
+        }
+    })
+}
+
+/// Names are keys, not paths: the name is used exactly as given (sqlite-s3vfs does the
+/// same, so both map a database to the same prefix).
+unsafe extern "C" fn x_full_pathname(
+    _vfs: *mut sqlite3_vfs,
+    z_name: *const c_char,
+    n_out: c_int,
+    z_out: *mut c_char,
+) -> c_int {
+    guard(code::CANTOPEN, || {
+        // SAFETY: SQLite passes a NUL-terminated name and an output buffer of n_out bytes.
+        unsafe {
+            let bytes = CStr::from_ptr(z_name).to_bytes_with_nul();
+            if bytes.len() > n_out as usize {
+                return code::CANTOPEN;
+            }
+            std::ptr::copy_nonoverlapping(bytes.as_ptr() as *const c_char, z_out, bytes.len());
+        }
+        code::OK
+    })
+}
+
+// OS services that have nothing to do with storage go to the default VFS.
+
+unsafe extern "C" fn x_dl_open(_vfs: *mut sqlite3_vfs, z: *const c_char) -> *mut c_void {
+    let d = default_vfs();
+    // SAFETY: forwarding the same arguments to the default VFS.
+    unsafe { (*d).xDlOpen.map_or(std::ptr::null_mut(), |f| f(d, z)) }
+}
+
+unsafe extern "C" fn x_dl_error(_vfs: *mut sqlite3_vfs, n: c_int, z: *mut c_char) {
+    let d = default_vfs();
+    // SAFETY: forwarding the same arguments to the default VFS.
+    unsafe {
+        if let Some(f) = (*d).xDlError {
+            f(d, n, z)
+        }
+    }
+}
+
+unsafe extern "C" fn x_dl_sym(
+    _vfs: *mut sqlite3_vfs,
+    h: *mut c_void,
+    z: *const c_char,
+) -> Option<unsafe extern "C" fn(*mut sqlite3_vfs, *mut c_void, *const c_char)> {
+    let d = default_vfs();
+    // SAFETY: forwarding the same arguments to the default VFS.
+    unsafe { (*d).xDlSym.and_then(|f| f(d, h, z)) }
+}
+
+unsafe extern "C" fn x_dl_close(_vfs: *mut sqlite3_vfs, h: *mut c_void) {
+    let d = default_vfs();
+    // SAFETY: forwarding the same arguments to the default VFS.
+    unsafe {
+        if let Some(f) = (*d).xDlClose {
+            f(d, h)
+        }
+    }
+}
+
+unsafe extern "C" fn x_randomness(_vfs: *mut sqlite3_vfs, n: c_int, z: *mut c_char) -> c_int {
+    let d = default_vfs();
+    // SAFETY: forwarding the same arguments to the default VFS.
+    unsafe { (*d).xRandomness.map_or(0, |f| f(d, n, z)) }
+}
+
+unsafe extern "C" fn x_sleep(_vfs: *mut sqlite3_vfs, micros: c_int) -> c_int {
+    let d = default_vfs();
+    // SAFETY: forwarding the same arguments to the default VFS.
+    unsafe { (*d).xSleep.map_or(0, |f| f(d, micros)) }
+}
+
+unsafe extern "C" fn x_current_time(_vfs: *mut sqlite3_vfs, t: *mut f64) -> c_int {
+    let d = default_vfs();
+    // SAFETY: forwarding the same arguments to the default VFS.
+    unsafe { (*d).xCurrentTime.map_or(code::ERROR, |f| f(d, t)) }
+}
+
+unsafe extern "C" fn x_get_last_error(_vfs: *mut sqlite3_vfs, n: c_int, z: *mut c_char) -> c_int {
+    let d = default_vfs();
+    // SAFETY: forwarding the same arguments to the default VFS.
+    unsafe { (*d).xGetLastError.map_or(0, |f| f(d, n, z)) }
+}
+
+unsafe extern "C" fn x_current_time_int64(_vfs: *mut sqlite3_vfs, t: *mut sqlite3_int64) -> c_int {
+    let d = default_vfs();
+    // SAFETY: forwarding the same arguments to the default VFS.
+    unsafe { (*d).xCurrentTimeInt64.map_or(code::ERROR, |f| f(d, t)) }
+}
+
+// The io methods of files stored in S3.
+
+unsafe extern "C" fn x_close(f: *mut sqlite3_file) -> c_int {
+    guard(code::OK, || {
+        let file = f as *mut S3File;
+        // SAFETY: xClose is called once per successful xOpen; the Box is ours to free.
+        unsafe {
+            drop(Box::from_raw((*file).handle));
+            (*file).handle = std::ptr::null_mut();
+        }
+        code::OK
+    })
+}
+
+unsafe extern "C" fn x_read(
+    f: *mut sqlite3_file,
+    buf: *mut c_void,
+    amt: c_int,
+    off: sqlite3_int64,
+) -> c_int {
+    guard(code::IOERR_READ, || {
+        // SAFETY: SQLite passes an open file and a buffer of `amt` writable bytes.
+        let (h, out) = unsafe {
+            (
+                handle(f),
+                std::slice::from_raw_parts_mut(buf as *mut u8, amt as usize),
+            )
+        };
+        match h.file.read(out, off as u64) {
+            Ok(false) => code::OK,
+            Ok(true) => code::IOERR_SHORT_READ,
+            Err(e) => report(code::IOERR_READ, &e),
+        }
+    })
+}
+
+unsafe extern "C" fn x_write(
+    f: *mut sqlite3_file,
+    buf: *const c_void,
+    amt: c_int,
+    off: sqlite3_int64,
+) -> c_int {
+    guard(code::IOERR_WRITE, || {
+        // SAFETY: SQLite passes an open file and `amt` readable bytes.
+        let (h, data) = unsafe {
+            (
+                handle(f),
+                std::slice::from_raw_parts(buf as *const u8, amt as usize),
+            )
+        };
+        if h.readonly {
+            return report(
+                code::READONLY,
+                &Error::ReadOnly("the database was opened read-only".into()),
+            );
+        }
+        match h.file.write(data, off as u64) {
+            Ok(()) => code::OK,
+            Err(e) => report(code::IOERR_WRITE, &e),
+        }
+    })
+}
+
+unsafe extern "C" fn x_truncate(f: *mut sqlite3_file, size: sqlite3_int64) -> c_int {
+    guard(code::IOERR_TRUNCATE, || {
+        // SAFETY: SQLite passes an open file.
+        let h = unsafe { handle(f) };
+        match h.file.truncate(size as u64) {
+            Ok(()) => code::OK,
+            Err(e) => report(code::IOERR_TRUNCATE, &e),
+        }
+    })
+}
+
+/// Every write already returned after S3 acknowledged it, and S3 is strongly consistent,
+/// so there is nothing left to make durable.
+unsafe extern "C" fn x_sync(_f: *mut sqlite3_file, _flags: c_int) -> c_int {
+    code::OK
+}
+
+unsafe extern "C" fn x_file_size(f: *mut sqlite3_file, p_size: *mut sqlite3_int64) -> c_int {
+    guard(code::IOERR_FSTAT, || {
+        // SAFETY: SQLite passes an open file and a valid out pointer.
+        let h = unsafe { handle(f) };
+        match h.file.cached_size() {
+            Ok(s) => {
+                // SAFETY: as above.
+                unsafe { *p_size = s as sqlite3_int64 };
+                code::OK
+            }
+            Err(e) => report(code::IOERR_FSTAT, &e),
+        }
+    })
+}
+
+/// Locks are recorded, not enforced. Taking the first lock and dropping the last one
+/// are the points where another writer may have changed the file, so the cached size is
+/// forgotten there.
+unsafe extern "C" fn x_lock(f: *mut sqlite3_file, level: c_int) -> c_int {
+    guard(code::OK, || {
+        // SAFETY: SQLite passes an open file.
+        let h = unsafe { handle(f) };
+        if h.lock == code::LOCK_NONE {
+            h.file.forget_size();
+        }
+        h.lock = level;
+        code::OK
+    })
+}
+
+unsafe extern "C" fn x_unlock(f: *mut sqlite3_file, level: c_int) -> c_int {
+    guard(code::OK, || {
+        // SAFETY: SQLite passes an open file.
+        let h = unsafe { handle(f) };
+        h.lock = level;
+        if level == code::LOCK_NONE {
+            h.file.forget_size();
+        }
+        code::OK
+    })
+}
+
+/// Always "no reserved lock", as in sqlite-s3vfs: there is no cross-process lock yet.
+unsafe extern "C" fn x_check_reserved_lock(_f: *mut sqlite3_file, p_res_out: *mut c_int) -> c_int {
+    // SAFETY: SQLite passes a valid out pointer.
+    unsafe { *p_res_out = 0 };
+    code::OK
+}
+
+unsafe extern "C" fn x_file_control(_f: *mut sqlite3_file, _op: c_int, _arg: *mut c_void) -> c_int {
+    code::NOTFOUND
+}
+
+/// 512, the value SQLite assumes for sqlite-s3vfs (which reports 0): the journal header
+/// size follows from it, and equal values keep journals identical between the two.
+unsafe extern "C" fn x_sector_size(_f: *mut sqlite3_file) -> c_int {
+    512
+}
+
+/// No special guarantees (as sqlite-s3vfs), so SQLite journals exactly as it would there.
+unsafe extern "C" fn x_device_characteristics(_f: *mut sqlite3_file) -> c_int {
+    0
+}
+
+static IO_METHODS: sqlite3_io_methods = sqlite3_io_methods {
+    iVersion: 1,
+    xClose: Some(x_close),
+    xRead: Some(x_read),
+    xWrite: Some(x_write),
+    xTruncate: Some(x_truncate),
+    xSync: Some(x_sync),
+    xFileSize: Some(x_file_size),
+    xLock: Some(x_lock),
+    xUnlock: Some(x_unlock),
+    xCheckReservedLock: Some(x_check_reserved_lock),
+    xFileControl: Some(x_file_control),
+    xSectorSize: Some(x_sector_size),
+    xDeviceCharacteristics: Some(x_device_characteristics),
+    xShmMap: None,
+    xShmLock: None,
+    xShmBarrier: None,
+    xShmUnmap: None,
+    xFetch: None,
+    xUnfetch: None,
+};
+
+/// Registers the `s3` VFS once per process (not as the default).
+pub fn register() -> std::result::Result<(), String> {
+    static DONE: once_cell::sync::OnceCell<()> = once_cell::sync::OnceCell::new();
+    DONE.get_or_try_init(|| {
+        let api = api();
+        let find = api.vfs_find.ok_or("this SQLite has no sqlite3_vfs_find")?;
+        let reg = api
+            .vfs_register
+            .ok_or("this SQLite has no sqlite3_vfs_register")?;
+        // SAFETY: NULL asks for the default VFS; the result is NULL or a VFS that lives
+        // for the process.
+        let default = unsafe { find(std::ptr::null()) };
+        if default.is_null() {
+            return Err("SQLite has no default VFS to keep temporary files on".to_string());
+        }
+        DEFAULT_VFS.store(default, Ordering::Release);
+        // SAFETY: `default` is a live VFS.
+        let default_size = unsafe { (*default).szOsFile };
+        let vfs = Box::new(sqlite3_vfs {
+            iVersion: 2,
+            szOsFile: (std::mem::size_of::<S3File>() as c_int).max(default_size),
+            mxPathname: 1024,
+            pNext: std::ptr::null_mut(),
+            zName: VFS_NAME.as_ptr(),
+            pAppData: std::ptr::null_mut(),
+            xOpen: Some(x_open),
+            xDelete: Some(x_delete),
+            xAccess: Some(x_access),
+            xFullPathname: Some(x_full_pathname),
+            xDlOpen: Some(x_dl_open),
+            xDlError: Some(x_dl_error),
+            xDlSym: Some(x_dl_sym),
+            xDlClose: Some(x_dl_close),
+            xRandomness: Some(x_randomness),
+            xSleep: Some(x_sleep),
+            xCurrentTime: Some(x_current_time),
+            xGetLastError: Some(x_get_last_error),
+            xCurrentTimeInt64: Some(x_current_time_int64),
+            xSetSystemCall: None,
+            xGetSystemCall: None,
+            xNextSystemCall: None,
+        });
+        // SAFETY: the VFS struct is leaked, so it outlives every connection using it.
+        let rc = unsafe { reg(Box::leak(vfs), 0) };
+        if rc != code::OK {
+            return Err(format!("sqlite3_vfs_register failed with code {rc}"));
+        }
+        Ok(())
+    })
+    .map(|_| ())
+}
