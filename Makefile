@@ -1,0 +1,46 @@
+# s3vfs: build the extension, run the demo and the tests against a local S3 server.
+SHELL := /bin/bash
+PY := .venv/bin/python
+LIB := target/release/libs3vfs.so
+
+.PHONY: all build deps demo test test-unit test-integration fmt clippy lint server-start server-stop clean
+
+all: build
+
+deps:
+	scripts/install-deps.sh
+
+build: deps
+	cargo build --release
+
+# One release build serves the unit tests and the .so the integration tests load.
+test-unit: build
+	cargo test --release --lib
+
+test-integration: build
+	scripts/s3-server.sh start
+	trap 'scripts/s3-server.sh stop' EXIT; $(PY) -m pytest -n 2 -q tests
+
+test: test-unit test-integration
+
+demo: build
+	scripts/s3-server.sh start
+	trap 'scripts/s3-server.sh stop' EXIT; scripts/demo.sh
+
+fmt:
+	cargo fmt --check
+
+clippy:
+	cargo clippy --release --all-targets -- -D warnings
+
+lint: fmt clippy
+
+server-start: deps
+	scripts/s3-server.sh start
+
+server-stop:
+	scripts/s3-server.sh stop
+
+clean:
+	scripts/s3-server.sh stop
+	cargo clean
