@@ -49,7 +49,16 @@ pub struct Config {
     pub region: String,
     pub credentials: Credentials,
     pub block_size: u64,
+    /// Requests in flight at once for one batch (flush, readahead, multi-block reads).
+    pub concurrency: usize,
+    /// Bytes of the process-wide block cache (shared by all connections; last setting wins).
+    pub cache_size: usize,
 }
+
+/// Default requests in flight: S3 serves many parallel requests per prefix well.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Bounds for `concurrency`.
+pub const MAX_CONCURRENCY: usize = 256;
 
 /// A source of named settings (URI parameters or environment variables).
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -65,7 +74,15 @@ pub fn no_params(_: &str) -> Option<String> {
 }
 
 /// URI parameters that s3vfs reads; SQLite's own (`vfs`, `mode`, `cache`, ...) are not listed.
-pub const URI_PARAMS: &[&str] = &["bucket", "endpoint", "region", "block_size", "profile"];
+pub const URI_PARAMS: &[&str] = &[
+    "bucket",
+    "endpoint",
+    "region",
+    "block_size",
+    "profile",
+    "concurrency",
+    "cache_size",
+];
 
 impl Config {
     /// Resolves the configuration, URI parameter beating environment beating default.
@@ -96,6 +113,18 @@ impl Config {
             };
         let credentials = credentials(env, &shared, &profile)?;
         let block_size = parse_block_size(pick("block_size", &["S3VFS_BLOCK_SIZE"]))?;
+        let concurrency = parse_count(
+            "concurrency",
+            pick("concurrency", &["S3VFS_CONCURRENCY"]),
+            DEFAULT_CONCURRENCY as u64,
+            1..=MAX_CONCURRENCY as u64,
+        )? as usize;
+        let cache_size = parse_count(
+            "cache_size",
+            pick("cache_size", &["S3VFS_CACHE_SIZE"]),
+            crate::cache::DEFAULT_CAPACITY as u64,
+            0..=u64::from(u32::MAX) * 16,
+        )? as usize;
         Ok(Config {
             bucket,
             endpoint,
@@ -103,7 +132,29 @@ impl Config {
             region,
             credentials,
             block_size,
+            concurrency,
+            cache_size,
         })
+    }
+}
+
+/// Parses a non-negative integer setting within `range`.
+fn parse_count(
+    name: &str,
+    raw: Option<String>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64> {
+    let Some(raw) = raw else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(Error::Config(format!(
+            "{name} '{raw}' must be an integer in {}..={} (default {default})",
+            range.start(),
+            range.end()
+        ))),
     }
 }
 

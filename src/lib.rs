@@ -5,6 +5,7 @@
 //! `ext` (entry point, SQL functions) → `vfs` (all C callbacks) → `store` (blocks) →
 //! `s3` (signed HTTP requests); `config` resolves settings and `error` is the one error type.
 
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod ext;

@@ -495,6 +495,8 @@ mod tests {
                 session_token: None,
             },
             block_size: 4096,
+            concurrency: 16,
+            cache_size: 0,
         };
         let c = S3Client::new(Arc::new(cfg.clone()));
         assert_eq!(

@@ -38,6 +38,8 @@ struct Counters {
     bytes_down: AtomicU64,
     retries: AtomicU64,
     errors: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
 }
 
 static COUNTERS: Counters = Counters {
@@ -50,6 +52,8 @@ static COUNTERS: Counters = Counters {
     bytes_down: AtomicU64::new(0),
     retries: AtomicU64::new(0),
     errors: AtomicU64::new(0),
+    cache_hits: AtomicU64::new(0),
+    cache_misses: AtomicU64::new(0),
 };
 
 /// Counts one request sent (each retry is counted again, and in `retries`).
@@ -73,6 +77,14 @@ pub fn retry() {
     COUNTERS.retries.fetch_add(1, Relaxed);
 }
 
+pub fn cache_hit() {
+    COUNTERS.cache_hits.fetch_add(1, Relaxed);
+}
+
+pub fn cache_miss() {
+    COUNTERS.cache_misses.fetch_add(1, Relaxed);
+}
+
 pub fn error() {
     COUNTERS.errors.fetch_add(1, Relaxed);
 }
@@ -92,6 +104,8 @@ pub fn json() -> String {
         "bytes_down": get(&c.bytes_down),
         "retries": get(&c.retries),
         "errors": get(&c.errors),
+        "cache_hits": get(&c.cache_hits),
+        "cache_misses": get(&c.cache_misses),
     })
     .to_string()
 }
@@ -108,6 +122,8 @@ pub fn reset() {
         &c.bytes_down,
         &c.retries,
         &c.errors,
+        &c.cache_hits,
+        &c.cache_misses,
     ] {
         a.store(0, Relaxed);
     }

@@ -3,16 +3,26 @@
 //! exactly `block_size` bytes except a shorter last one, and the file size is the sum of
 //! the block sizes. Nothing else is ever written under `F/`.
 //!
+//! Writes are buffered: they change an in-memory map of dirty blocks, and [`BlockFile::flush`]
+//! PUTs all of them in parallel. The VFS flushes at `xSync` (SQLite's durability point,
+//! which it reaches for the journal before it writes any database page) and before giving
+//! up a lock, so the bytes reach S3 in the order SQLite's protocol needs. Clean blocks are
+//! shared through the process-wide [`crate::cache`].
+//!
 //! This layer knows offsets and blocks, not SQLite and not HTTP: it talks to an
 //! [`ObjectStore`], which is S3 in production and a map in unit tests.
 
+use crate::cache::{Key, CACHE};
 use crate::error::Result;
 use crate::parallel::{par_map, DEFAULT_CONCURRENCY};
 use crate::s3::{ObjectInfo, S3Client};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The object operations the block layer needs.
 pub trait ObjectStore: Send + Sync {
+    /// Names the bucket (endpoint included), so cache keys of different stores differ.
+    fn id(&self) -> String;
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     fn put(&self, key: &str, data: &[u8]) -> Result<()>;
     fn delete(&self, key: &str) -> Result<()>;
@@ -22,6 +32,10 @@ pub trait ObjectStore: Send + Sync {
 }
 
 impl ObjectStore for S3Client {
+    fn id(&self) -> String {
+        let c = self.config();
+        format!("{}|{}", c.endpoint, c.bucket)
+    }
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         S3Client::get(self, key)
     }
@@ -47,14 +61,36 @@ pub const LOCK_BYTE_OFFSET: u64 = 1 << 30;
 /// huge buffer.
 const ZERO_FILL_CHUNK: u64 = 1 << 20;
 
+/// Dirty bytes past which a file flushes before its next sync, so a huge transaction
+/// does not hold the whole database in memory. Flushing early is always allowed: SQLite
+/// syncs the journal before it writes any database page, as it would for an OS that
+/// writes back dirty pages whenever it likes.
+const DIRTY_LIMIT: usize = 32 << 20;
+
+/// Most blocks fetched ahead of a sequential reader in one batch.
+const MAX_READAHEAD: u64 = 256;
+
+/// The 100-byte SQLite database header fields used for the O(1) size.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
 /// One file (a database or a journal) stored as blocks.
 pub struct BlockFile {
     store: Arc<dyn ObjectStore>,
     name: String,
+    /// Identity of this file in the shared cache.
+    file_id: Arc<str>,
     block_size: u64,
-    /// The size as of the last listing or this handle's own writes. Cleared whenever the
-    /// handle gives up its lock, because another writer may change the file after that.
-    size_hint: Option<u64>,
+    concurrency: usize,
+    /// The logical size (stored blocks plus buffered writes), when known. Forgotten when
+    /// the handle gives up its lock, because another writer may change the file then.
+    size: Option<u64>,
+    /// Blocks written but not yet PUT: their complete new content.
+    dirty: BTreeMap<u64, Vec<u8>>,
+    dirty_bytes: usize,
+    /// The last block of the previous read, and the readahead window that grows while
+    /// reads stay sequential.
+    last_read: Option<u64>,
+    window: u64,
 }
 
 /// One stored block: its index and length.
@@ -66,12 +102,25 @@ pub struct Block {
 
 impl BlockFile {
     pub fn new(store: Arc<dyn ObjectStore>, name: &str, block_size: u64) -> BlockFile {
+        let file_id: Arc<str> = format!("{}|{name}", store.id()).into();
         BlockFile {
             store,
             name: name.to_string(),
+            file_id,
             block_size,
-            size_hint: None,
+            concurrency: DEFAULT_CONCURRENCY,
+            size: None,
+            dirty: BTreeMap::new(),
+            dirty_bytes: 0,
+            last_read: None,
+            window: 0,
         }
+    }
+
+    /// Sets how many requests a batch may have in flight.
+    pub fn with_concurrency(mut self, n: usize) -> BlockFile {
+        self.concurrency = n.max(1);
+        self
     }
 
     /// The key of block `index`.
@@ -81,6 +130,13 @@ impl BlockFile {
 
     pub fn block_size(&self) -> u64 {
         self.block_size
+    }
+
+    fn cache_key(&self, index: u64) -> Key {
+        Key {
+            file: self.file_id.clone(),
+            index,
+        }
     }
 
     /// Every block stored, sorted by index (listing order is not trusted).
@@ -109,29 +165,54 @@ impl BlockFile {
         Ok(blocks)
     }
 
-    /// The file size: the sum of the stored block sizes.
-    pub fn size(&mut self) -> Result<u64> {
+    /// The size as stored: the sum of the stored block sizes (one listing).
+    pub fn listed_size(&mut self) -> Result<u64> {
         let size = self.blocks()?.iter().map(|b| b.len).sum();
-        self.size_hint = Some(size);
+        self.size = Some(size);
         Ok(size)
     }
 
-    /// Forgets the cached size; the next size-dependent call lists again.
+    /// The size, listing only when none is known.
+    pub fn cached_size(&mut self) -> Result<u64> {
+        match self.size {
+            Some(s) => Ok(s),
+            None => self.listed_size(),
+        }
+    }
+
+    /// The size of a database file from its header (page count × page size) when the
+    /// header vouches for it (version-valid-for equals the change counter, as SQLite
+    /// itself requires), else from a listing. Costs no request when block 0 is cached.
+    pub fn database_size(&mut self) -> Result<u64> {
+        if let Some(s) = self.size {
+            return Ok(s);
+        }
+        let mut header = [0u8; 100];
+        self.read(&mut header, 0)?;
+        match header_size(&header) {
+            Some(s) => {
+                self.size = Some(s);
+                Ok(s)
+            }
+            None => self.listed_size(),
+        }
+    }
+
+    /// Forgets the size (kept while writes are buffered: they define it).
     pub fn forget_size(&mut self) {
-        self.size_hint = None;
+        if self.dirty.is_empty() {
+            self.size = None;
+        }
     }
 
     /// Records a size learnt elsewhere (for example from the open-time listing).
     pub fn set_size_hint(&mut self, size: u64) {
-        self.size_hint = Some(size);
+        self.size = Some(size);
     }
 
-    /// The size, listing only when no size is cached.
-    pub fn cached_size(&mut self) -> Result<u64> {
-        match self.size_hint {
-            Some(s) => Ok(s),
-            None => self.size(),
-        }
+    /// The size if known without a request.
+    pub fn known_size(&self) -> Option<u64> {
+        self.size
     }
 
     /// True when at least one block exists (the `xAccess` rule of sqlite-s3vfs).
@@ -142,22 +223,98 @@ impl BlockFile {
             .is_empty())
     }
 
+    /// Starts a read transaction: fetches block 0 and, when its first 100 bytes (which
+    /// hold the change counter) differ from the cached copy, drops this file's cached
+    /// blocks. Returns block 0's content (empty when missing).
+    pub fn revalidate(&mut self) -> Result<()> {
+        let key = self.cache_key(0);
+        let fresh = self.store.get(&self.key(0))?;
+        let cached = CACHE.get(&key);
+        let same = match (&fresh, &cached) {
+            (Some(f), Some(c)) => f.get(..100) == c.get(..100),
+            _ => false,
+        };
+        if !same {
+            CACHE.drop_file(&self.file_id);
+        }
+        if let Some(f) = fresh {
+            CACHE.insert(key, Arc::new(f));
+        }
+        Ok(())
+    }
+
+    /// Blocks by index: buffered writes first, then the cache, then parallel GETs of the
+    /// rest together with `ahead` (readahead: fetched into the cache, not returned).
+    fn fetch(&self, indices: &[u64], ahead: &[u64]) -> Result<Vec<Option<Arc<Vec<u8>>>>> {
+        let mut out: Vec<Option<Arc<Vec<u8>>>> = Vec::with_capacity(indices.len());
+        let mut missing = Vec::new();
+        for (pos, &i) in indices.iter().enumerate() {
+            if let Some(d) = self.dirty.get(&i) {
+                out.push(Some(Arc::new(d.clone())));
+            } else if let Some(c) = CACHE.get(&self.cache_key(i)) {
+                out.push(Some(c));
+            } else {
+                out.push(None);
+                missing.push((pos, i));
+            }
+        }
+        let wanted: Vec<u64> =
+            missing
+                .iter()
+                .map(|&(_, i)| i)
+                .chain(ahead.iter().copied().filter(|i| {
+                    !self.dirty.contains_key(i) && !CACHE.contains(&self.cache_key(*i))
+                }))
+                .collect();
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        let fetched = par_map(&wanted, self.concurrency, |&i| self.store.get(&self.key(i)))?;
+        for (&i, data) in wanted.iter().zip(fetched) {
+            let Some(data) = data else { continue };
+            let data = Arc::new(data);
+            CACHE.insert(self.cache_key(i), data.clone());
+            if let Some(&(pos, _)) = missing.iter().find(|&&(_, m)| m == i) {
+                out[pos] = Some(data);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The blocks to fetch ahead of a read of `first..=last`: the window doubles while
+    /// reads continue where the last one ended, and resets when they jump.
+    fn readahead(&mut self, first: u64, last: u64) -> Vec<u64> {
+        let max = MAX_READAHEAD.min((CACHE.capacity() as u64 / self.block_size / 4).max(1));
+        match self.last_read {
+            Some(prev) if first == prev + 1 => self.window = (self.window * 2).clamp(1, max),
+            Some(prev) if first == prev => {}
+            _ => self.window = 0,
+        }
+        self.last_read = Some(last);
+        // Only within the known size: blocks past the end do not exist.
+        let Some(size) = self.size else {
+            return Vec::new();
+        };
+        let end = size.div_ceil(self.block_size);
+        (last + 1..(last + 1 + self.window).min(end)).collect()
+    }
+
     /// Fills `buf` from offset `off`. Missing bytes read as zeros; returns `true` when the
     /// read reached past the end of the stored data (SQLite's short read).
-    pub fn read(&self, buf: &mut [u8], off: u64) -> Result<bool> {
+    pub fn read(&mut self, buf: &mut [u8], off: u64) -> Result<bool> {
         buf.fill(0);
         if buf.is_empty() {
             return Ok(false);
         }
         let end = off + buf.len() as u64;
         let b = self.block_size;
-        let indices: Vec<u64> = (off / b..=(end - 1) / b).collect();
-        let blocks = par_map(&indices, DEFAULT_CONCURRENCY, |&i| {
-            self.store.get(&self.key(i))
-        })?;
+        let (first, last) = (off / b, (end - 1) / b);
+        let indices: Vec<u64> = (first..=last).collect();
+        let ahead = self.readahead(first, last);
+        let blocks = self.fetch(&indices, &ahead)?;
         let mut short = false;
         for (&i, data) in indices.iter().zip(blocks) {
-            let data = data.unwrap_or_default();
+            let data: &[u8] = data.as_deref().map_or(&[], |d| d.as_slice());
             let block_start = i * b;
             let from = off.max(block_start) - block_start;
             let to = end.min(block_start + b) - block_start;
@@ -167,62 +324,130 @@ impl BlockFile {
                 buf[dst..dst + (avail - from) as usize]
                     .copy_from_slice(&data[from as usize..avail as usize]);
             }
-            if i == *indices.last().expect("non-empty") && avail < to {
+            if i == last && avail < to {
                 short = true;
             }
         }
         Ok(short)
     }
 
-    /// Writes `data` at `off`, zero-filling any hole between the current end and `off` so
-    /// that every block before the last stays full.
+    /// Writes `data` at `off` into the buffer, zero-filling any hole between the current
+    /// end and `off` so that every block before the last stays full.
     pub fn write(&mut self, data: &[u8], off: u64) -> Result<()> {
         let mut size = self.cached_size()?;
         while size < off {
             let n = (off - size).min(ZERO_FILL_CHUNK);
             self.write_blocks(&vec![0u8; n as usize], size, size)?;
             size += n;
-            self.size_hint = Some(size);
+            self.size = Some(size);
         }
         self.write_blocks(data, off, size)?;
-        self.size_hint = Some(size.max(off + data.len() as u64));
+        self.size = Some(size.max(off + data.len() as u64));
+        if self.dirty_bytes > DIRTY_LIMIT {
+            self.flush()?;
+        }
         Ok(())
     }
 
-    /// Splices `data` into the blocks it touches, given the current file size. A block is
-    /// fetched only when it holds bytes outside the written range that must be kept.
-    fn write_blocks(&self, data: &[u8], off: u64, size: u64) -> Result<()> {
+    /// Splices `data` into the dirty blocks it touches, given the current file size. A
+    /// stored block is fetched only when it holds bytes outside the written range, and at
+    /// most once per flush: after that it is dirty.
+    fn write_blocks(&mut self, data: &[u8], off: u64, size: u64) -> Result<()> {
         if data.is_empty() {
             return Ok(());
         }
         let b = self.block_size;
         let end = off + data.len() as u64;
-        let indices: Vec<u64> = (off / b..=(end - 1) / b).collect();
-        par_map(&indices, DEFAULT_CONCURRENCY, |&i| {
+        let span = |i: u64| {
             let block_start = i * b;
-            let from = off.max(block_start) - block_start;
-            let to = end.min(block_start + b) - block_start;
-            let piece =
-                &data[(block_start + from - off) as usize..(block_start + to - off) as usize];
-            let existing = size.saturating_sub(block_start).min(b);
-            let key = self.key(i);
-            if from == 0 && to >= existing {
-                return self.store.put(&key, piece);
-            }
-            let mut block = self.store.get(&key)?.unwrap_or_default();
+            (
+                off.max(block_start) - block_start,
+                end.min(block_start + b) - block_start,
+            )
+        };
+        let indices: Vec<u64> = (off / b..=(end - 1) / b).collect();
+        let need_old: Vec<u64> = indices
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let (from, to) = span(i);
+                let existing = size.saturating_sub(i * b).min(b);
+                !self.dirty.contains_key(&i) && existing > 0 && (from > 0 || to < existing)
+            })
+            .collect();
+        let old = self.fetch(&need_old, &[])?;
+        for (i, block) in need_old.iter().zip(old) {
+            let block = block.map(|d| d.as_ref().clone()).unwrap_or_default();
+            self.dirty_bytes += block.len();
+            self.dirty.insert(*i, block);
+        }
+        for i in indices {
+            let (from, to) = span(i);
+            let piece = &data[(i * b + from - off) as usize..(i * b + to - off) as usize];
+            let block = self.dirty.entry(i).or_default();
+            let before = block.len();
             if (block.len() as u64) < to {
                 block.resize(to as usize, 0);
             }
             block[from as usize..to as usize].copy_from_slice(piece);
-            self.store.put(&key, &block)
-        })?;
+            self.dirty_bytes += block.len() - before;
+        }
         Ok(())
     }
 
-    /// Shrinks the file to `new_size` (growing is a no-op, as in sqlite-s3vfs).
-    pub fn truncate(&mut self, new_size: u64) -> Result<()> {
-        let blocks = self.blocks()?;
+    /// True when writes are waiting for a flush.
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// PUTs every dirty block in parallel and returns when all are stored; on failure the
+    /// blocks stay dirty, so a later flush retries them.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let blocks: Vec<(u64, Vec<u8>)> = std::mem::take(&mut self.dirty).into_iter().collect();
+        let result = par_map(&blocks, self.concurrency, |(i, data)| {
+            self.store.put(&self.key(*i), data)
+        });
+        match result {
+            Ok(_) => {
+                self.dirty_bytes = 0;
+                for (i, data) in blocks {
+                    CACHE.insert(self.cache_key(i), Arc::new(data));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.dirty = blocks.into_iter().collect();
+                Err(e)
+            }
+        }
+    }
+
+    /// Shrinks the file to `new_size` (growing is a no-op, as in sqlite-s3vfs). With
+    /// `trust_size`, the known size says which blocks exist and no listing is needed.
+    pub fn truncate(&mut self, new_size: u64, trust_size: bool) -> Result<()> {
         let b = self.block_size;
+        let keep_blocks = new_size.div_ceil(b);
+        self.dirty.retain(|&i, _| i < keep_blocks);
+        if let Some(last) = self.dirty.get_mut(&(keep_blocks.saturating_sub(1))) {
+            last.truncate((new_size - (keep_blocks - 1) * b).min(b) as usize);
+        }
+        self.dirty_bytes = self.dirty.values().map(Vec::len).sum();
+        self.flush()?;
+        let blocks = match (trust_size, self.size) {
+            (true, Some(size)) => {
+                let n = size.div_ceil(b);
+                (0..n)
+                    .map(|index| Block {
+                        index,
+                        len: if index + 1 == n { size - index * b } else { b },
+                    })
+                    .collect()
+            }
+            _ => self.blocks()?,
+        };
         let mut doomed = Vec::new();
         let mut total = 0;
         for blk in &blocks {
@@ -231,25 +456,35 @@ impl BlockFile {
                 doomed.push(blk.index);
             } else if start + blk.len > new_size {
                 let keep = (new_size - start) as usize;
-                let key = self.key(blk.index);
-                let mut data = self.store.get(&key)?.unwrap_or_default();
+                let mut data = self
+                    .fetch(&[blk.index], &[])?
+                    .remove(0)
+                    .map(|d| d.as_ref().clone())
+                    .unwrap_or_default();
                 data.resize(keep, 0);
-                self.store.put(&key, &data)?;
+                self.store.put(&self.key(blk.index), &data)?;
+                CACHE.insert(self.cache_key(blk.index), Arc::new(data));
                 total += keep as u64;
             } else {
                 total += blk.len;
             }
         }
         self.delete_blocks(&doomed)?;
-        self.size_hint = Some(total);
+        self.size = Some(total);
         Ok(())
     }
 
-    /// Deletes every block of the file.
-    pub fn delete_all(&mut self) -> Result<()> {
-        let indices: Vec<u64> = self.blocks()?.iter().map(|b| b.index).collect();
+    /// Deletes every block of the file: the known ones when `known_size` is given, else
+    /// the listed ones.
+    pub fn delete_all(&mut self, known_size: Option<u64>) -> Result<()> {
+        self.dirty.clear();
+        self.dirty_bytes = 0;
+        let indices: Vec<u64> = match known_size {
+            Some(size) => (0..size.div_ceil(self.block_size)).collect(),
+            None => self.blocks()?.iter().map(|b| b.index).collect(),
+        };
         self.delete_blocks(&indices)?;
-        self.size_hint = Some(0);
+        self.size = Some(0);
         Ok(())
     }
 
@@ -259,6 +494,7 @@ impl BlockFile {
     fn delete_blocks(&self, indices: &[u64]) -> Result<()> {
         let mut rest: Vec<String> = Vec::with_capacity(indices.len());
         for &i in indices {
+            CACHE.remove(&self.cache_key(i));
             if i == 0 {
                 self.store.delete(&self.key(0))?;
             } else {
@@ -271,6 +507,22 @@ impl BlockFile {
             _ => self.store.delete_many(&rest),
         }
     }
+}
+
+/// The database size a SQLite header vouches for: page count × page size, when the
+/// magic is right and version-valid-for equals the change counter.
+pub fn header_size(h: &[u8]) -> Option<u64> {
+    if h.len() < 100 || &h[..16] != SQLITE_MAGIC {
+        return None;
+    }
+    let be32 = |o: usize| u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+    let page_size = match u16::from_be_bytes([h[16], h[17]]) {
+        1 => 65536,
+        p if p >= 512 && p.is_power_of_two() => u64::from(p),
+        _ => return None,
+    };
+    let pages = be32(28);
+    (pages > 0 && be32(92) == be32(24)).then(|| u64::from(pages) * page_size)
 }
 
 /// The object key of block `index` of file `name`.
@@ -293,13 +545,28 @@ pub mod memory {
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 
-    #[derive(Default)]
     pub struct MemoryStore {
         pub objects: Mutex<BTreeMap<String, Vec<u8>>>,
         pub gets: std::sync::atomic::AtomicUsize,
+        id: usize,
+    }
+
+    impl Default for MemoryStore {
+        fn default() -> Self {
+            // Each store is its own bucket, so tests never share cache entries.
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            MemoryStore {
+                objects: Mutex::default(),
+                gets: Default::default(),
+                id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            }
+        }
     }
 
     impl ObjectStore for MemoryStore {
+        fn id(&self) -> String {
+            format!("memory-{}", self.id)
+        }
         fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
             self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(self.objects.lock().unwrap().get(key).cloned())
@@ -375,12 +642,13 @@ mod tests {
         for p in 0..141u64 {
             f.write(&page, p * 4096).unwrap();
         }
+        f.flush().unwrap();
         let s = sizes(&store);
         assert_eq!(s.len(), 9);
         assert!(s[..8].iter().all(|(_, n)| *n == 65536));
         assert_eq!(s[8], ("db/0000000008".to_string(), 53248));
         f.forget_size();
-        assert_eq!(f.size().unwrap(), 577_536);
+        assert_eq!(f.listed_size().unwrap(), 577_536);
     }
 
     #[test]
@@ -408,6 +676,7 @@ mod tests {
         let (store, mut f) = file(4096);
         f.write(&[1u8; 100], 0).unwrap();
         f.write(&[2u8; 4096], 3 * 4096).unwrap();
+        f.flush().unwrap();
         let s = sizes(&store);
         assert_eq!(
             s.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
@@ -422,6 +691,8 @@ mod tests {
     fn a_missing_middle_block_reads_as_zeros_without_shifting() {
         let (store, mut f) = file(4096);
         f.write(&vec![5u8; 3 * 4096], 0).unwrap();
+        f.flush().unwrap();
+        crate::cache::CACHE.drop_file(&f.file_id);
         store.objects.lock().unwrap().remove("db/0000000001");
         let mut back = vec![0u8; 3 * 4096];
         assert!(!f.read(&mut back, 0).unwrap());
@@ -430,20 +701,83 @@ mod tests {
     }
 
     #[test]
-    fn overwriting_whole_blocks_needs_no_fetch() {
+    fn partial_writes_fetch_a_stored_block_at_most_once_and_flush_once() {
         let (store, mut f) = file(4096);
         f.write(&vec![1u8; 8192], 0).unwrap();
         f.write(&vec![2u8; 8192], 0).unwrap();
-        assert_eq!(store.gets.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert!(
+            store.objects.lock().unwrap().is_empty(),
+            "writes wait for the flush"
+        );
+        f.flush().unwrap();
+        assert_eq!(sizes(&store).len(), 2);
+        crate::cache::CACHE.drop_file(&f.file_id);
+        let gets = || store.gets.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(gets(), 0, "whole-block writes need no fetch");
         f.write(&[3u8; 10], 100).unwrap();
-        assert_eq!(store.gets.load(std::sync::atomic::Ordering::Relaxed), 1);
+        f.write(&[4u8; 10], 200).unwrap();
+        assert_eq!(
+            gets(),
+            1,
+            "the block is fetched once, then merged in memory"
+        );
+        f.flush().unwrap();
+        let m = store.objects.lock().unwrap();
+        let b0 = m.get("db/0000000000").unwrap();
+        assert_eq!((b0[99], b0[100], b0[200], b0[210]), (2, 3, 4, 2));
+    }
+
+    #[test]
+    fn reads_see_buffered_writes_and_sequential_reads_fetch_ahead() {
+        let (store, mut f) = file(4096);
+        f.write(&vec![7u8; 40 * 4096], 0).unwrap();
+        let mut page = vec![0u8; 4096];
+        f.read(&mut page, 5 * 4096).unwrap();
+        assert!(
+            page.iter().all(|&x| x == 7),
+            "buffered bytes are readable before the flush"
+        );
+        f.flush().unwrap();
+        crate::cache::CACHE.drop_file(&f.file_id);
+        let gets = || store.gets.load(std::sync::atomic::Ordering::Relaxed);
+        for i in 0..40 {
+            f.read(&mut page, i * 4096).unwrap();
+        }
+        assert!(
+            gets() >= 40 - 1 && gets() <= 40,
+            "each block fetched once: {}",
+            gets()
+        );
+        let before = gets();
+        for i in 0..40 {
+            f.read(&mut page, i * 4096).unwrap();
+        }
+        assert_eq!(gets(), before, "the second scan is served by the cache");
+    }
+
+    #[test]
+    fn header_size_needs_a_valid_header() {
+        let mut h = [0u8; 100];
+        h[..16].copy_from_slice(b"SQLite format 3\0");
+        h[16..18].copy_from_slice(&1u16.to_be_bytes()); // 65536
+        h[24..28].copy_from_slice(&7u32.to_be_bytes());
+        h[28..32].copy_from_slice(&3u32.to_be_bytes());
+        h[92..96].copy_from_slice(&7u32.to_be_bytes());
+        assert_eq!(header_size(&h), Some(3 * 65536));
+        h[92..96].copy_from_slice(&6u32.to_be_bytes());
+        assert_eq!(
+            header_size(&h),
+            None,
+            "a stale in-header size is not trusted"
+        );
     }
 
     #[test]
     fn truncate_trims_and_deletes_in_index_order() {
         let (store, mut f) = file(4096);
         f.write(&vec![1u8; 12 * 4096], 0).unwrap();
-        f.truncate(4096 + 10).unwrap();
+        f.flush().unwrap();
+        f.truncate(4096 + 10, false).unwrap();
         assert_eq!(
             sizes(&store),
             [
@@ -451,7 +785,7 @@ mod tests {
                 ("db/0000000001".to_string(), 10)
             ]
         );
-        f.truncate(0).unwrap();
+        f.truncate(0, false).unwrap();
         assert!(sizes(&store).is_empty());
         assert!(!f.exists().unwrap());
     }
@@ -464,6 +798,7 @@ mod tests {
         f.set_size_hint(LOCK_BYTE_OFFSET - 65536);
         f.write(&page, LOCK_BYTE_OFFSET - 65536).unwrap();
         f.write(&page, LOCK_BYTE_OFFSET + 65536).unwrap();
+        f.flush().unwrap();
         let m = store.objects.lock().unwrap();
         let lock = m.get("db/0000016384").expect("the lock-byte block exists");
         assert_eq!(lock.len(), 65536);
