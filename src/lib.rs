@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod ext;
+pub mod journal;
 pub mod parallel;
 pub mod s3;
 pub mod stats;

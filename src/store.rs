@@ -61,11 +61,9 @@ pub const LOCK_BYTE_OFFSET: u64 = 1 << 30;
 /// huge buffer.
 const ZERO_FILL_CHUNK: u64 = 1 << 20;
 
-/// Dirty bytes past which a file flushes before its next sync, so a huge transaction
-/// does not hold the whole database in memory. Flushing early is always allowed: SQLite
-/// syncs the journal before it writes any database page, as it would for an OS that
-/// writes back dirty pages whenever it likes.
-const DIRTY_LIMIT: usize = 32 << 20;
+/// Dirty bytes past which the VFS flushes before the next sync, so a huge transaction
+/// does not hold the whole database in memory.
+pub const DIRTY_LIMIT: usize = 32 << 20;
 
 /// Most blocks fetched ahead of a sequential reader in one batch.
 const MAX_READAHEAD: u64 = 256;
@@ -343,9 +341,6 @@ impl BlockFile {
         }
         self.write_blocks(data, off, size)?;
         self.size = Some(size.max(off + data.len() as u64));
-        if self.dirty_bytes > DIRTY_LIMIT {
-            self.flush()?;
-        }
         Ok(())
     }
 
@@ -395,9 +390,9 @@ impl BlockFile {
         Ok(())
     }
 
-    /// True when writes are waiting for a flush.
-    pub fn is_dirty(&self) -> bool {
-        !self.dirty.is_empty()
+    /// Bytes waiting for a flush.
+    pub fn dirty_bytes(&self) -> usize {
+        self.dirty_bytes
     }
 
     /// PUTs every dirty block in parallel and returns when all are stored; on failure the
@@ -474,14 +469,35 @@ impl BlockFile {
         Ok(())
     }
 
-    /// Deletes every block of the file: the known ones when `known_size` is given, else
-    /// the listed ones.
+    /// Deletes every block of the file, block 0 first (see [`Self::delete_rest`]).
     pub fn delete_all(&mut self, known_size: Option<u64>) -> Result<()> {
+        self.delete_first()?;
+        self.delete_rest(known_size)
+    }
+
+    /// Deletes block 0 alone. For a rollback journal this is the commit point: without
+    /// block 0 the journal header reads as zeros, which SQLite never treats as hot, so
+    /// the remaining blocks can go later, and a crash in between loses nothing.
+    pub fn delete_first(&mut self) -> Result<()> {
         self.dirty.clear();
         self.dirty_bytes = 0;
+        CACHE.remove(&self.cache_key(0));
+        self.store.delete(&self.key(0))?;
+        self.size = None;
+        Ok(())
+    }
+
+    /// Deletes the blocks after block 0: those below `known_size` when given, else every
+    /// listed one. A batch delete is not atomic; it is safe only once block 0 is gone.
+    pub fn delete_rest(&mut self, known_size: Option<u64>) -> Result<()> {
         let indices: Vec<u64> = match known_size {
-            Some(size) => (0..size.div_ceil(self.block_size)).collect(),
-            None => self.blocks()?.iter().map(|b| b.index).collect(),
+            Some(size) => (1..size.div_ceil(self.block_size)).collect(),
+            None => self
+                .blocks()?
+                .iter()
+                .map(|b| b.index)
+                .filter(|&i| i > 0)
+                .collect(),
         };
         self.delete_blocks(&indices)?;
         self.size = Some(0);
