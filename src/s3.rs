@@ -34,6 +34,11 @@ static AGENT: Lazy<ureq::Agent> = Lazy::new(|| {
         .into()
 });
 
+/// `S3VFS_TRACE=1` prints every request (operation, URL, status) on stderr: for seeing
+/// what a query costs. URLs carry no credentials.
+static TRACE: Lazy<bool> =
+    Lazy::new(|| crate::config::process_env("S3VFS_TRACE").is_some_and(|v| v != "0"));
+
 /// One object in a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -232,6 +237,12 @@ impl S3Client {
             attempt += 1;
             stats::request(op, body.len());
             let outcome = self.send_once(method, &url, &payload_hash, extra_headers, body);
+            if *TRACE {
+                let status = outcome
+                    .as_ref()
+                    .map_or_else(|e| e.to_string(), |r| r.status.to_string());
+                eprintln!("s3vfs: {} {method} {url} -> {status}", op.name());
+            }
             let transient = match &outcome {
                 Ok(r) => matches!(r.status, 500 | 502 | 503 | 504),
                 Err(e) => is_transient(e),

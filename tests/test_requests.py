@@ -1,0 +1,110 @@
+"""Request counts of the common operations (counted by s3vfs_stats(); not timed).
+
+These pin the speed work: buffered writes flushed in parallel, the shared block cache,
+the header-derived size and the journal handling. Each bound is what the design needs;
+a regression that adds a request per page or a listing per transaction breaks them.
+"""
+
+import json
+import sqlite3
+
+import s3util
+import sqlutil
+
+
+def cli_stats(script):
+    r = s3util.run_cli(script + "\nselect s3vfs_stats();\n")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def make_db(bucket, prefix, megabytes):
+    conn = sqlutil.connect(prefix, bucket)
+    conn.execute("create table t(id integer primary key, v text)")
+    conn.execute("begin")
+    rows = megabytes * 1024 * 1024 // 120
+    conn.executemany("insert into t(v) values (?)", (("v" * 100,) for _ in range(rows)))
+    conn.execute("commit")
+    conn.close()
+    return rows
+
+
+def test_one_row_commit_needs_at_most_nine_requests(bucket):
+    conn = sqlutil.connect("req/commit.db", bucket)
+    conn.execute("create table t(id integer primary key, v text)")
+    conn.execute("insert into t(v) values ('warm')")
+    conn.execute("select count(*) from t")  # lets the last journal cleanup finish
+    conn.execute("select s3vfs_stats_reset()")
+    conn.execute("insert into t(v) values ('x')")
+    s = sqlutil.stats(conn)
+    # Transaction start: GET block 0 + journal check; then journal PUTs, database PUTs,
+    # and the DELETE of journal block 0 (the rest of the journal goes in the background).
+    assert s["list"] == 1 and s["get"] == 1, s
+    assert s["put"] <= 5 and s["delete"] <= 2, s
+    assert s["requests"] <= 9, s
+
+
+def test_opening_and_querying_costs_the_same_at_1_and_10_megabytes(bucket):
+    costs = []
+    for mb in (1, 10):
+        prefix = f"req/size-{mb}.db"
+        rows = make_db(bucket, prefix, mb)
+        db = s3util.uri(prefix, bucket)
+        s = cli_stats(f"""
+select s3vfs_stats_reset();
+.open '{db}'
+select v from t where id = {rows // 2};
+""")
+        costs.append(s)
+    small, big = costs
+    # One listing at open (bucket, credentials, block size), then one hot-journal check
+    # per read transaction (the schema is read in its own): never a listing of the data.
+    assert small["list"] == big["list"] <= 3, costs
+    # A fresh point query reads the B-tree path: one more level at 10 MB at most.
+    assert big["get"] - small["get"] <= 1, costs
+
+
+def test_a_warm_repeated_query_revalidates_with_two_requests(bucket):
+    make_db(bucket, "req/warm.db", 1)
+    conn = sqlutil.connect("req/warm.db", bucket)
+    conn.execute("select v from t where id = 500").fetchone()
+    conn.execute("select s3vfs_stats_reset()")
+    conn.execute("select v from t where id = 500").fetchone()
+    s = sqlutil.stats(conn)
+    # Block 0 (change counter) and the hot-journal check, fetched in one round trip.
+    assert (s["get"], s["list"], s["requests"]) == (1, 1, 2), s
+
+
+def test_a_full_scan_fetches_each_block_once(bucket):
+    make_db(bucket, "req/scan.db", 4)
+    conn = sqlutil.connect("req/scan.db", bucket, cache_size=64 << 20)
+    blocks = len(s3util.list_keys(bucket, "req/scan.db/"))
+    conn.execute("select s3vfs_stats_reset()")
+    assert conn.execute("select count(*) from t where v like '%z%'").fetchone()[0] == 0
+    s = sqlutil.stats(conn)
+    assert s["get"] <= blocks + 1, (s, blocks)
+    conn.execute("select s3vfs_stats_reset()")
+    conn.execute("select count(*) from t where v like '%z%'").fetchone()
+    assert sqlutil.stats(conn)["get"] == 1, "a second scan is served by the cache"
+
+
+def test_connections_and_processes_alternating_never_see_stale_data(bucket):
+    prefix = "req/shared.db"
+    a = sqlutil.connect(prefix, bucket)
+    a.execute("create table c(n integer)")
+    a.execute("insert into c values (0)")
+    b = sqlutil.connect(prefix, bucket)
+    db = s3util.uri(prefix, bucket)
+    expected = 0
+    for round_ in range(5):
+        for conn in (a, b):
+            assert conn.execute("select n from c").fetchone()[0] == expected
+            conn.execute("update c set n = n + 1")
+            expected += 1
+        r = s3util.run_cli(f".open '{db}'\nselect n from c;\nupdate c set n = n + 1;\n")
+        assert r.returncode == 0, r.stderr
+        assert int(r.stdout.split()[0]) == expected, (round_, r.stdout)
+        expected += 1
+    for conn in (a, b):
+        assert conn.execute("select n from c").fetchone()[0] == expected
+        assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
