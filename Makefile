@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 LIB := target/release/libs3vfs.so
 
-.PHONY: all build deps demo test test-unit test-integration fmt clippy lint server-start server-stop clean
+.PHONY: all build deps demo bench test test-unit test-integration fmt clippy lint server-start server-stop clean
 
 all: build
 
@@ -44,3 +44,10 @@ server-stop:
 clean:
 	scripts/s3-server.sh stop
 	cargo clean
+
+# A benchmark, not a test: s3vfs vs sqlite-s3vfs behind a proxy adding latency, on its own
+# server. Writes bench/RESULTS.md. BENCH_ARGS="--mb 10 --delay 0.005" for a quick run.
+bench: build
+	S3_STATE_DIR=.s3-bench scripts/s3-server.sh start
+	trap 'S3_STATE_DIR=.s3-bench scripts/s3-server.sh stop' EXIT; \
+	  source .s3-bench/env && $(PY) bench/bench.py --out bench/RESULTS.md $(BENCH_ARGS)

@@ -1,0 +1,141 @@
+"""A small HTTP proxy in front of the local S3 server, for benchmarks and fault tests.
+
+It forwards every request unchanged (the Host header too, so SigV4 signatures made for
+the proxy's address still verify upstream), and can add a delay per request (to behave
+like real S3's latency), count requests by kind, and fail requests on purpose.
+
+    url, proxy = start("http://127.0.0.1:9000", delay=0.02)
+    ... point clients at url ...
+    proxy.counts  # {"GET": 3, "PUT": 2, "LIST": 1, ...}
+    proxy.set(fail=lambda method, path, n: "reset" if n > 10 else None)
+    proxy.stop()
+
+A `fail` callback gets (method, path-with-query, request number) and returns None to
+forward, "reset" to drop the connection, or an HTTP status (e.g. 503) to answer with an
+S3-style error instead of forwarding.
+"""
+
+import http.client
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def classify(method, path):
+    """The S3 operation a request is, for counting."""
+    parts = urllib.parse.urlsplit(path)
+    query = parts.query
+    bucket_level = parts.path.strip("/").count("/") == 0  # path-style "/bucket"
+    if method == "GET" and (bucket_level or "uploads" in query):
+        return "LIST"
+    if method == "POST" and "delete" in query:
+        return "DELETE"
+    if method == "POST" or "uploadId" in query or "partNumber" in query:
+        return "MULTIPART"
+    return method
+
+
+class Proxy:
+    def __init__(self, upstream, delay=0.0, fail=None):
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.delay = delay
+        self.fail = fail
+        self.counts = {}
+        self.total = 0
+        self.lock = threading.Lock()
+        self.server = None
+
+    def set(self, **opts):
+        for k, v in opts.items():
+            setattr(self, k, v)
+
+    def reset_counts(self):
+        with self.lock:
+            self.counts = {}
+
+    def requests(self):
+        with self.lock:
+            return sum(self.counts.values())
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start(upstream, delay=0.0, fail=None):
+    """Starts a proxy on a free 127.0.0.1 port; returns (its URL, the Proxy)."""
+    proxy = Proxy(upstream, delay, fail)
+    local = threading.local()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def handle_any(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            with proxy.lock:
+                proxy.total += 1
+                n = proxy.total
+                kind = classify(self.command, self.path)
+                proxy.counts[kind] = proxy.counts.get(kind, 0) + 1
+            if proxy.delay:
+                time.sleep(proxy.delay)
+            action = proxy.fail(self.command, self.path, n) if proxy.fail else None
+            if action == "reset":
+                self.close_connection = True
+                self.connection.close()
+                return
+            if isinstance(action, int):
+                payload = b"<Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>"
+                self.send_response(action)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
+            status, headers, data = self.forward(body)
+            self.send_response(status)
+            for k, v in headers:
+                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def forward(self, body):
+            for attempt in (1, 2):
+                conn = getattr(local, "conn", None)
+                if conn is None:
+                    conn = local.conn = http.client.HTTPConnection(
+                        proxy.upstream.hostname, proxy.upstream.port, timeout=120
+                    )
+                try:
+                    conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                    for k, v in self.headers.items():
+                        if k.lower() != "connection":
+                            conn.putheader(k, v)
+                    conn.endheaders(body if body else None)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    if resp.getheader("Connection", "").lower() == "close":
+                        conn.close()
+                        local.conn = None
+                    return resp.status, resp.getheaders(), data
+                except (http.client.HTTPException, OSError):
+                    conn.close()
+                    local.conn = None
+                    if attempt == 2:
+                        raise
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    proxy.server = server
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", proxy
