@@ -53,6 +53,8 @@ pub struct Config {
     pub concurrency: usize,
     /// Bytes of the process-wide block cache (shared by all connections; last setting wins).
     pub cache_size: usize,
+    /// How writers coordinate across processes.
+    pub locking: crate::lock::Locking,
 }
 
 /// Default requests in flight: S3 serves many parallel requests per prefix well.
@@ -82,6 +84,7 @@ pub const URI_PARAMS: &[&str] = &[
     "profile",
     "concurrency",
     "cache_size",
+    "locking",
 ];
 
 impl Config {
@@ -125,6 +128,15 @@ impl Config {
             crate::cache::DEFAULT_CAPACITY as u64,
             0..=u64::from(u32::MAX) * 16,
         )? as usize;
+        let locking = match pick("locking", &["S3VFS_LOCKING"]).as_deref() {
+            None | Some("lease") => crate::lock::Locking::Lease,
+            Some("none") => crate::lock::Locking::None,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "locking '{other}' is not a locking mode: use locking=lease (default: one writer anywhere, via a lease object in S3) or locking=none (no coordination, as sqlite-s3vfs)"
+                )))
+            }
+        };
         Ok(Config {
             bucket,
             endpoint,
@@ -134,6 +146,7 @@ impl Config {
             block_size,
             concurrency,
             cache_size,
+            locking,
         })
     }
 }

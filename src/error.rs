@@ -37,6 +37,8 @@ pub enum Error {
     NotFound(String),
     /// A write was attempted on a file opened read-only.
     ReadOnly(String),
+    /// The writer lease could not be kept.
+    Lease(String),
 }
 
 impl Error {
@@ -49,6 +51,7 @@ impl Error {
             Error::Format(_) => "format",
             Error::NotFound(_) => "not_found",
             Error::ReadOnly(_) => "read_only",
+            Error::Lease(_) => "lease",
         }
     }
 
@@ -114,6 +117,7 @@ impl fmt::Display for Error {
             Error::Format(msg) => write!(f, "s3vfs: {msg}"),
             Error::NotFound(msg) => write!(f, "s3vfs: {msg}"),
             Error::ReadOnly(msg) => write!(f, "s3vfs: {msg}"),
+            Error::Lease(msg) => write!(f, "s3vfs: {msg}"),
         }
     }
 }

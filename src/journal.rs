@@ -55,6 +55,14 @@ pub fn closed(name: &str, size: Option<u64>) {
     }
 }
 
+/// True when the database's open journal has writes waiting.
+pub fn has_dirty_journal(db_name: &str) -> bool {
+    let journal = locked(&OPEN)
+        .get(&journal_name(db_name))
+        .and_then(Weak::upgrade);
+    journal.is_some_and(|j| locked(&j).dirty_bytes() > 0)
+}
+
 /// Flushes the database's open journal, then the database.
 pub fn flush_database(db_name: &str, db: &mut BlockFile) -> Result<()> {
     let journal = locked(&OPEN)

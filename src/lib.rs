@@ -10,6 +10,8 @@ pub mod config;
 pub mod error;
 pub mod ext;
 pub mod journal;
+pub mod lease;
+pub mod lock;
 pub mod parallel;
 pub mod s3;
 pub mod stats;

@@ -17,6 +17,9 @@ use std::time::Duration;
 
 /// Attempts per request for transient failures (5xx, resets, timeouts).
 const MAX_ATTEMPTS: u32 = 4;
+/// No new attempt starts after this long, so a failing server surfaces as an error in
+/// bounded time rather than after every attempt's full timeout.
+const RETRY_BUDGET: Duration = Duration::from_secs(20);
 /// Keys per DeleteObjects call: the S3 API maximum.
 pub const DELETE_BATCH: usize = 1000;
 
@@ -56,6 +59,25 @@ struct Reply {
     status: u16,
     body: Vec<u8>,
     content_length: Option<u64>,
+    etag: Option<String>,
+}
+
+/// The precondition of a conditional PUT (S3's compare-and-swap).
+#[derive(Clone, Copy, Debug)]
+pub enum Condition<'a> {
+    /// `If-None-Match: *`: only if no object exists at the key.
+    Absent,
+    /// `If-Match: <etag>`: only if the object is still this version.
+    Matches(&'a str),
+}
+
+/// What a conditional PUT did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CondPut {
+    /// Stored; the new version's ETag.
+    Stored(String),
+    /// The precondition failed (HTTP 412, or 409 for a racing conditional request).
+    Refused,
 }
 
 impl S3Client {
@@ -82,6 +104,32 @@ impl S3Client {
         let r = self.send(Op::Put, "PUT", key, &[], &[], body)?;
         match r.status {
             200 => Ok(()),
+            _ => Err(self.s3_error("PUT", key, &r)),
+        }
+    }
+
+    /// GET an object with its ETag; `Ok(None)` when the key does not exist.
+    pub fn get_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, String)>> {
+        let r = self.send(Op::Get, "GET", key, &[], &[], &[])?;
+        match r.status {
+            200 => Ok(Some((r.body, r.etag.unwrap_or_default()))),
+            404 if error_code(&r.body) == "NoSuchKey" => Ok(None),
+            _ => Err(self.s3_error("GET", key, &r)),
+        }
+    }
+
+    /// PUT an object only if `condition` holds. A server that ignores the condition
+    /// answers 200 every time; the capability probe in `lease.rs` detects that.
+    pub fn put_if(&self, key: &str, body: &[u8], condition: Condition) -> Result<CondPut> {
+        let header = match condition {
+            Condition::Absent => ("if-none-match", "*".to_string()),
+            Condition::Matches(etag) => ("if-match", etag.to_string()),
+        };
+        let r = self.send(Op::Put, "PUT", key, &[], &[header], body)?;
+        match r.status {
+            200 => Ok(CondPut::Stored(r.etag.unwrap_or_default())),
+            // 404: If-Match on a key that no longer exists (AWS and moto answer so).
+            412 | 409 | 404 => Ok(CondPut::Refused),
             _ => Err(self.s3_error("PUT", key, &r)),
         }
     }
@@ -233,6 +281,7 @@ impl S3Client {
         let url = self.url(key, query);
         let payload_hash = hex::encode(Sha256::digest(body));
         let mut attempt = 0;
+        let started = std::time::Instant::now();
         loop {
             attempt += 1;
             stats::request(op, body.len());
@@ -247,7 +296,7 @@ impl S3Client {
                 Ok(r) => matches!(r.status, 500 | 502 | 503 | 504),
                 Err(e) => is_transient(e),
             };
-            if !transient || attempt >= MAX_ATTEMPTS {
+            if !transient || attempt >= MAX_ATTEMPTS || started.elapsed() > RETRY_BUDGET {
                 return match outcome {
                     Ok(r) => Ok(r),
                     Err(e) => {
@@ -325,11 +374,14 @@ impl S3Client {
             .map_err(ureq::Error::Http)?;
         let mut resp = AGENT.run(req)?;
         let status = resp.status().as_u16();
-        let content_length = resp
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let content_length = header("content-length").and_then(|v| v.parse().ok());
+        let etag = header("etag");
         let body = if method == "HEAD" {
             Vec::new()
         } else {
@@ -343,6 +395,7 @@ impl S3Client {
             status,
             body,
             content_length,
+            etag,
         })
     }
 
@@ -508,6 +561,7 @@ mod tests {
             block_size: 4096,
             concurrency: 16,
             cache_size: 0,
+            locking: crate::lock::Locking::Lease,
         };
         let c = S3Client::new(Arc::new(cfg.clone()));
         assert_eq!(

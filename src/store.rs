@@ -130,6 +130,11 @@ impl BlockFile {
         self.block_size
     }
 
+    /// This file's identity across connections: store (endpoint, bucket) and name.
+    pub fn file_id(&self) -> Arc<str> {
+        self.file_id.clone()
+    }
+
     fn cache_key(&self, index: u64) -> Key {
         Key {
             file: self.file_id.clone(),
@@ -223,8 +228,8 @@ impl BlockFile {
 
     /// Starts a read transaction: fetches block 0 and, when its first 100 bytes (which
     /// hold the change counter) differ from the cached copy, drops this file's cached
-    /// blocks. Returns block 0's content (empty when missing).
-    pub fn revalidate(&mut self) -> Result<()> {
+    /// blocks. Returns those 100 bytes (fewer when block 0 is short or missing).
+    pub fn revalidate(&mut self) -> Result<Vec<u8>> {
         let key = self.cache_key(0);
         let fresh = self.store.get(&self.key(0))?;
         let cached = CACHE.get(&key);
@@ -235,10 +240,13 @@ impl BlockFile {
         if !same {
             CACHE.drop_file(&self.file_id);
         }
+        let header = fresh
+            .as_deref()
+            .map_or(Vec::new(), |f| f[..f.len().min(100)].to_vec());
         if let Some(f) = fresh {
             CACHE.insert(key, Arc::new(f));
         }
-        Ok(())
+        Ok(header)
     }
 
     /// Blocks by index: buffered writes first, then the cache, then parallel GETs of the

@@ -25,6 +25,8 @@
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
 use crate::journal::{self, SharedFile};
+use crate::lease::Lease;
+use crate::lock::{self, Lock, Outcome};
 use crate::s3::S3Client;
 use crate::store::{BlockFile, DIRTY_LIMIT};
 use once_cell::sync::Lazy;
@@ -59,9 +61,10 @@ mod code {
     pub const IOERR_LOCK: i32 = s::SQLITE_IOERR_LOCK as i32;
     pub const IOERR_UNLOCK: i32 = s::SQLITE_IOERR_UNLOCK as i32;
     pub const IOERR_CLOSE: i32 = s::SQLITE_IOERR_CLOSE as i32;
+    pub const IOERR_CHECKRESERVEDLOCK: i32 = s::SQLITE_IOERR_CHECKRESERVEDLOCK as i32;
+    pub const BUSY: i32 = s::SQLITE_BUSY as i32;
     pub const OPEN_MAIN_JOURNAL: i32 = s::SQLITE_OPEN_MAIN_JOURNAL as i32;
     pub const IOCAP_SEQUENTIAL: i32 = s::SQLITE_IOCAP_SEQUENTIAL as i32;
-    pub const LOCK_NONE: i32 = s::SQLITE_LOCK_NONE as i32;
     pub const OPEN_MAIN_DB: i32 = s::SQLITE_OPEN_MAIN_DB as i32;
     pub const OPEN_CREATE: i32 = s::SQLITE_OPEN_CREATE as i32;
     pub const OPEN_READONLY: i32 = s::SQLITE_OPEN_READONLY as i32;
@@ -117,6 +120,13 @@ pub fn report(code: c_int, err: &Error) -> c_int {
     }
     *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
     code
+}
+
+/// Logs a condition that is not an error of its own (a busy database: SQLite retries)
+/// and keeps it for `s3vfs_last_error()`, without the stderr copy.
+fn note(code: c_int, msg: &str) {
+    log(code, msg);
+    *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.to_string());
 }
 
 /// The message of the last error reported in this process, if any.
@@ -181,7 +191,11 @@ struct Handle {
     name: String,
     kind: Kind,
     readonly: bool,
-    lock: c_int,
+    cfg: Arc<Config>,
+    /// SQLite's lock on a database (other files are covered by their database's lock).
+    lock: Option<Lock>,
+    /// The database header this connection's read transaction started from.
+    snapshot: Vec<u8>,
 }
 
 /// Our `sqlite3_file` subclass. SQLite allocates `szOsFile` bytes for it.
@@ -205,6 +219,11 @@ impl Handle {
 
     /// Flushes buffered writes; a database flushes its journal first.
     fn flush(&self) -> Result<()> {
+        if let Some(lock) = &self.lock {
+            if self.file().dirty_bytes() > 0 || journal::has_dirty_journal(&self.name) {
+                lock.ensure_writer()?;
+            }
+        }
         let mut file = self.file();
         match self.kind {
             Kind::Database => journal::flush_database(&self.name, &mut file),
@@ -212,10 +231,14 @@ impl Handle {
         }
     }
 
+    fn new_lease(&self) -> Lease {
+        Lease::new(S3Client::new(self.cfg.clone()), &self.name)
+    }
+
     /// Starts a read transaction on a database: revalidates the cache through block 0
     /// and, at the same time, learns whether the journal exists, for the hot-journal
     /// check SQLite makes next.
-    fn begin_read(&self) -> Result<()> {
+    fn begin_read(&mut self) -> Result<()> {
         let jname = journal::journal_name(&self.name);
         journal::settle(&jname);
         let jfile = block_file(config_for(&jname)?, &jname);
@@ -224,7 +247,7 @@ impl Handle {
             let r = self.file().revalidate();
             (r, probe.join())
         });
-        revalidated?;
+        self.snapshot = revalidated?;
         // A failed probe is not fatal: xAccess asks again.
         if let Ok(Ok(exists)) = exists {
             journal::hint_exists(&jname, exists);
@@ -272,6 +295,8 @@ fn open_handle(z_name: *const c_char, name: &str, flags: c_int) -> Result<Handle
     } else {
         Kind::Other
     };
+    let lock =
+        (kind == Kind::Database).then(|| Lock::new(lock::entry(&file.file_id()), cfg.locking));
     let file: SharedFile = Arc::new(Mutex::new(file));
     if kind == Kind::Journal {
         journal::opened(name, &file);
@@ -281,7 +306,9 @@ fn open_handle(z_name: *const c_char, name: &str, flags: c_int) -> Result<Handle
         name: name.to_string(),
         kind,
         readonly: flags & code::OPEN_READONLY != 0,
-        lock: code::LOCK_NONE,
+        cfg,
+        lock,
+        snapshot: Vec::new(),
     })
 }
 
@@ -643,22 +670,50 @@ unsafe extern "C" fn x_file_size(f: *mut sqlite3_file, p_size: *mut sqlite3_int6
     })
 }
 
-/// Locks are recorded, not enforced. Taking the first lock starts a read transaction:
-/// another writer may have changed the file since the last one, so the size is forgotten
-/// and, for a database, the block cache is checked against block 0.
+/// SQLite's locks, through the process's lock table and, for writers, the lease in S3
+/// (`lock.rs`). Taking the first lock starts a read transaction: another writer may have
+/// changed the file since the last one, so the size is forgotten and the block cache is
+/// checked against block 0.
 unsafe extern "C" fn x_lock(f: *mut sqlite3_file, level: c_int) -> c_int {
     guard(code::IOERR_LOCK, || {
         // SAFETY: SQLite passes an open file.
         let h = unsafe { handle(f) };
-        if h.lock == code::LOCK_NONE {
+        let (cfg, name) = (h.cfg.clone(), h.name.clone());
+        let lease = move || Lease::new(S3Client::new(cfg), &name);
+        let (file, snapshot) = (h.file.clone(), h.snapshot.clone());
+        let still_current = move || {
+            Ok(file
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .revalidate()?
+                == snapshot)
+        };
+        let Some(lock) = h.lock.as_mut() else {
+            return code::OK;
+        };
+        let starting = lock.level == lock::NONE;
+        match lock.lock(level, lease, still_current) {
+            Ok(Outcome::Granted) => {}
+            Ok(Outcome::Busy) => return code::BUSY,
+            Ok(Outcome::BusyElsewhere(holder)) => {
+                note(
+                    code::BUSY,
+                    &format!(
+                        "s3vfs: {} is being written by another process (host {}, pid {}, lease until {} ms since the epoch); set a busy_timeout to wait for it",
+                        h.name, holder.host, holder.pid, holder.expires_ms
+                    ),
+                );
+                return code::BUSY;
+            }
+            Err(e) => return report(code::IOERR_LOCK, &e),
+        }
+        if starting {
             h.file().forget_size();
-            if h.kind == Kind::Database {
-                if let Err(e) = h.begin_read() {
-                    return report(code::IOERR_LOCK, &e);
-                }
+            if let Err(e) = h.begin_read() {
+                let _ = h.lock.as_mut().map(|l| l.unlock(lock::NONE));
+                return report(code::IOERR_LOCK, &e);
             }
         }
-        h.lock = level;
         code::OK
     })
 }
@@ -672,19 +727,35 @@ unsafe extern "C" fn x_unlock(f: *mut sqlite3_file, level: c_int) -> c_int {
         if let Err(e) = h.flush() {
             return report(code::IOERR_UNLOCK, &e);
         }
-        h.lock = level;
-        if level == code::LOCK_NONE {
+        if level == lock::NONE {
             h.file().forget_size();
         }
-        code::OK
+        match h.lock.as_mut().map(|l| l.unlock(level)) {
+            Some(Err(e)) => report(code::IOERR_UNLOCK, &e),
+            _ => code::OK,
+        }
     })
 }
 
-/// Always "no reserved lock", as in sqlite-s3vfs: there is no cross-process lock yet.
-unsafe extern "C" fn x_check_reserved_lock(_f: *mut sqlite3_file, p_res_out: *mut c_int) -> c_int {
-    // SAFETY: SQLite passes a valid out pointer.
-    unsafe { *p_res_out = 0 };
-    code::OK
+/// True when any connection, in this process or (with a lease) anywhere, may be writing:
+/// then a journal is a live writer's, never a hot one to roll back.
+unsafe extern "C" fn x_check_reserved_lock(f: *mut sqlite3_file, p_res_out: *mut c_int) -> c_int {
+    guard(code::IOERR_CHECKRESERVEDLOCK, || {
+        // SAFETY: SQLite passes an open file and a valid out pointer.
+        let h = unsafe { handle(f) };
+        let reserved = match &h.lock {
+            Some(lock) => lock.reserved_anywhere(|| h.new_lease()),
+            None => Ok(false),
+        };
+        match reserved {
+            Ok(r) => {
+                // SAFETY: as above.
+                unsafe { *p_res_out = r as c_int };
+                code::OK
+            }
+            Err(e) => report(code::IOERR_CHECKRESERVEDLOCK, &e),
+        }
+    })
 }
 
 unsafe extern "C" fn x_file_control(_f: *mut sqlite3_file, _op: c_int, _arg: *mut c_void) -> c_int {

@@ -11,8 +11,9 @@ like real S3's latency), count requests by kind, and fail requests on purpose.
     proxy.stop()
 
 A `fail` callback gets (method, path-with-query, request number) and returns None to
-forward, "reset" to drop the connection, or an HTTP status (e.g. 503) to answer with an
-S3-style error instead of forwarding.
+forward, "reset" to drop the connection, "lose-response" to forward the request and then
+drop the connection before answering (the request took effect, the client cannot know),
+or an HTTP status (e.g. 503) to answer with an S3-style error instead of forwarding.
 """
 
 import http.client
@@ -98,6 +99,10 @@ def start(upstream, delay=0.0, fail=None):
                 self.wfile.write(payload)
                 return
             status, headers, data = self.forward(body)
+            if action == "lose-response":
+                self.close_connection = True
+                self.connection.close()
+                return
             self.send_response(status)
             for k, v in headers:
                 if k.lower() not in ("transfer-encoding", "connection", "content-length"):

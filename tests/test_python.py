@@ -48,5 +48,5 @@ def test_one_row_autocommit_insert_request_count(bucket):
     conn.execute("insert into t(body) values ('x')")
     s = sqlutil.stats(conn)
     print("1-row autocommit INSERT:", s)
-    assert 0 < s["requests"] <= 9, s
+    assert 0 < s["requests"] <= 11, s
     assert s["errors"] == 0 and s["put"] >= 2

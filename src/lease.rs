@@ -1,0 +1,287 @@
+//! The writer lease: one small JSON object next to a database (`<name>.s3vfs-lease`,
+//! outside `<name>/` and `<name>-journal/`, so the sqlite-s3vfs layout is untouched),
+//! taken and handed over with S3's conditional PUTs.
+//!
+//! - Taking it: `PUT If-None-Match: *`. If an object is there, read it: if it is ours (a
+//!   retried PUT whose first attempt succeeded), we hold it; if it is released or
+//!   expired, take it over with `PUT If-Match: <its ETag>`; otherwise the database is busy.
+//! - Holding it: the lease says when it expires; the holder renews it (`If-Match` on its
+//!   own ETag) before writing when a third of its time has passed, so it never writes on a
+//!   lease another writer may have taken over. A failed renewal means the lease was lost:
+//!   the write fails instead of racing the new holder.
+//! - Giving it up: `PUT If-Match` with `released: true`, so only our own version is ever
+//!   released.
+//!
+//! Expiry compares wall clocks of different machines: the 30-second term leaves room for
+//! ordinary clock skew, not for clocks that are minutes apart.
+
+use crate::error::{Error, Result};
+use crate::s3::{CondPut, Condition, S3Client};
+use once_cell::sync::Lazy;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a lease lasts without renewal.
+pub const TERM: Duration = Duration::from_secs(30);
+
+/// The object stored at the lease key.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub owner: String,
+    pub host: String,
+    pub pid: u32,
+    /// Milliseconds since the Unix epoch.
+    pub expires_ms: u64,
+    pub released: bool,
+}
+
+impl LeaseRecord {
+    fn live(&self, now_ms: u64) -> bool {
+        !self.released && self.expires_ms > now_ms
+    }
+}
+
+/// The lease key for a database name.
+pub fn lease_key(db_name: &str) -> String {
+    format!("{db_name}.s3vfs-lease")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A process-unique owner id: pid, start time and a counter.
+fn new_owner() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// What an attempt to take the lease found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Acquire {
+    /// Taken back from our own release: nobody has written since, so whatever this
+    /// process read since then is current.
+    Quick,
+    /// Taken, but another writer may have committed since this process last looked.
+    Taken,
+    /// Another live holder has it.
+    Busy(LeaseRecord),
+}
+
+/// A lease on one database, held or not, by this process.
+pub struct Lease {
+    client: S3Client,
+    key: String,
+    owner: String,
+    /// ETag of our stored version while held.
+    etag: Option<String>,
+    /// ETag of the released version we last stored: the next acquire tries it first,
+    /// one request when nobody wrote in between.
+    released_etag: Option<String>,
+    renewed: Instant,
+}
+
+impl Lease {
+    pub fn new(client: S3Client, db_name: &str) -> Lease {
+        Lease {
+            client,
+            key: lease_key(db_name),
+            owner: new_owner(),
+            etag: None,
+            released_etag: None,
+            renewed: Instant::now(),
+        }
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.etag.is_some()
+    }
+
+    fn record(&self, released: bool) -> Vec<u8> {
+        let r = LeaseRecord {
+            owner: self.owner.clone(),
+            host: hostname(),
+            pid: std::process::id(),
+            expires_ms: now_ms() + TERM.as_millis() as u64,
+            released,
+        };
+        serde_json::to_vec(&r).expect("a lease record always serializes")
+    }
+
+    /// Reads the current lease, if any, with its ETag.
+    pub fn read(&self) -> Result<Option<(LeaseRecord, String)>> {
+        Ok(self.client.get_versioned(&self.key)?.map(|(body, etag)| {
+            let record = serde_json::from_slice(&body).unwrap_or(LeaseRecord {
+                // Unreadable: treat as an expired lease of nobody's, so it can be taken over.
+                owner: String::new(),
+                host: String::new(),
+                pid: 0,
+                expires_ms: 0,
+                released: true,
+            });
+            (record, etag)
+        }))
+    }
+
+    /// Tries to take the lease.
+    pub fn acquire(&mut self) -> Result<Acquire> {
+        check_conditional_writes(&self.client, &self.key)?;
+        if let Some(etag) = self.released_etag.take() {
+            if let CondPut::Stored(etag) =
+                self.client
+                    .put_if(&self.key, &self.record(false), Condition::Matches(&etag))?
+            {
+                self.took(etag);
+                return Ok(Acquire::Quick);
+            }
+        }
+        // Two rounds: the lease may vanish or change between our PUT and our read.
+        for _ in 0..2 {
+            if let CondPut::Stored(etag) =
+                self.client
+                    .put_if(&self.key, &self.record(false), Condition::Absent)?
+            {
+                self.took(etag);
+                return Ok(Acquire::Taken);
+            }
+            let Some((current, etag)) = self.read()? else {
+                continue;
+            };
+            if current.owner == self.owner && !current.released {
+                self.took(etag); // a retried PUT whose first attempt got through
+                return Ok(Acquire::Taken);
+            }
+            if current.live(now_ms()) {
+                return Ok(Acquire::Busy(current));
+            }
+            if let CondPut::Stored(etag) =
+                self.client
+                    .put_if(&self.key, &self.record(false), Condition::Matches(&etag))?
+            {
+                self.took(etag);
+                return Ok(Acquire::Taken);
+            }
+        }
+        Ok(match self.read()? {
+            Some((r, _)) if r.live(now_ms()) => Acquire::Busy(r),
+            _ => Acquire::Busy(LeaseRecord {
+                owner: String::new(),
+                host: "unknown (the lease kept changing)".into(),
+                pid: 0,
+                expires_ms: 0,
+                released: false,
+            }),
+        })
+    }
+
+    fn took(&mut self, etag: String) {
+        self.etag = Some(etag);
+        self.renewed = Instant::now();
+    }
+
+    /// Renews the lease when a third of its term has passed; an error when it was lost.
+    pub fn ensure_held(&mut self) -> Result<()> {
+        let Some(etag) = self.etag.clone() else {
+            return Err(Error::Lease(format!(
+                "writing to {} without holding its lease",
+                self.key
+            )));
+        };
+        if self.renewed.elapsed() < TERM / 3 {
+            return Ok(());
+        }
+        match self
+            .client
+            .put_if(&self.key, &self.record(false), Condition::Matches(&etag))?
+        {
+            CondPut::Stored(etag) => {
+                self.took(etag);
+                Ok(())
+            }
+            CondPut::Refused => {
+                self.etag = None;
+                Err(Error::Lease(format!(
+                    "the write lease {} expired and another writer took it: this transaction cannot commit; retry it",
+                    self.key
+                )))
+            }
+        }
+    }
+
+    /// Gives the lease up (only our own version: `If-Match`).
+    pub fn release(&mut self) -> Result<()> {
+        if let Some(etag) = self.etag.take() {
+            if let CondPut::Stored(etag) =
+                self.client
+                    .put_if(&self.key, &self.record(true), Condition::Matches(&etag))?
+            {
+                self.released_etag = Some(etag);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Buckets already probed for conditional-write support, by endpoint and bucket.
+static PROBED: Lazy<Mutex<HashMap<String, bool>>> = Lazy::new(Default::default);
+
+/// Verifies once per bucket that the server honours `If-None-Match: *` (a second
+/// conditional PUT on a probe key must be refused); locking cannot work otherwise.
+fn check_conditional_writes(client: &S3Client, near: &str) -> Result<()> {
+    let c = client.config();
+    let id = format!("{}|{}", c.endpoint, c.bucket);
+    let known = PROBED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .copied();
+    let ok = match known {
+        Some(ok) => ok,
+        None => {
+            let probe = format!("{near}-probe-{}", new_owner());
+            client.put_if(&probe, b"probe", Condition::Absent)?;
+            let second = client.put_if(&probe, b"probe", Condition::Absent)?;
+            client.delete(&probe)?;
+            // Only the second answer tells: the first may read Refused when a retry
+            // followed a lost answer, but a server that honours the condition must
+            // refuse the second.
+            let ok = second == CondPut::Refused;
+            PROBED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, ok);
+            ok
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "the S3 server at {} ignores conditional writes (If-None-Match), so s3vfs cannot lock databases in bucket '{}': use a server that supports them, or open with locking=none (S3VFS_LOCKING=none) to write without locking, as sqlite-s3vfs does — then only one writer at a time is safe",
+            c.endpoint, c.bucket
+        )))
+    }
+}

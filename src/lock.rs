@@ -1,0 +1,197 @@
+//! SQLite's locks (SHARED, RESERVED, PENDING, EXCLUSIVE) for databases kept in S3.
+//!
+//! Within a process, every connection to the same database shares one [`Entry`], like
+//! the unix VFS's per-inode lock table, so two connections behave exactly as they would on
+//! a local file. Across processes and machines, RESERVED and above also need the writer
+//! lease (`lease.rs`): at most one writer anywhere, and `xCheckReservedLock` sees it, so
+//! no reader ever mistakes a live writer's journal for a hot one.
+//!
+//! Readers in other processes take no lock in S3 (`locking=lease`): they may read while
+//! a writer stores pages, and see a mix of old and new pages for that moment. SQLite then
+//! sees an inconsistent page and reports an error (typically "database disk image is
+//! malformed") for that read, which a retry fixes; nothing stored is ever damaged by it.
+
+use crate::error::Result;
+use crate::lease::{Acquire, Lease, LeaseRecord};
+use once_cell::sync::Lazy;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub const NONE: i32 = 0;
+pub const SHARED: i32 = 1;
+pub const RESERVED: i32 = 2;
+pub const PENDING: i32 = 3;
+pub const EXCLUSIVE: i32 = 4;
+
+/// How writers coordinate across processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Locking {
+    /// A writer lease in S3 (conditional PUTs): one writer anywhere.
+    Lease,
+    /// No coordination across processes, as sqlite-s3vfs: for mixed deployments with it.
+    None,
+}
+
+/// The shared lock state of one database in this process.
+#[derive(Default)]
+pub struct Entry {
+    shared: u32,
+    reserved: bool,
+    pending: bool,
+    exclusive: bool,
+    lease: Option<Lease>,
+}
+
+/// A database's lock entry, shared by its connections in this process.
+pub type SharedEntry = Arc<Mutex<Entry>>;
+
+static TABLE: Lazy<Mutex<HashMap<Arc<str>, SharedEntry>>> = Lazy::new(Default::default);
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The lock entry of a database (by its identity: endpoint, bucket, name).
+pub fn entry(file: &Arc<str>) -> SharedEntry {
+    locked(&TABLE).entry(file.clone()).or_default().clone()
+}
+
+/// One connection's view: its level and the shared entry.
+pub struct Lock {
+    entry: SharedEntry,
+    pub level: i32,
+    locking: Locking,
+}
+
+/// The result of asking for a lock.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Granted,
+    /// Another connection of this process holds a conflicting lock.
+    Busy,
+    /// Another process holds the writer lease.
+    BusyElsewhere(LeaseRecord),
+}
+
+impl Lock {
+    pub fn new(entry: SharedEntry, locking: Locking) -> Lock {
+        Lock {
+            entry,
+            level: NONE,
+            locking,
+        }
+    }
+
+    /// Raises the lock to `want`, following SQLite's rules. `new_lease` makes the lease
+    /// object the first time a writer in this process needs it. `still_current` checks,
+    /// after a lease was taken from another writer, that what this connection read is
+    /// still the stored database; if not, it must start over (SQLite sees BUSY and, for a
+    /// statement that has not read yet, retries with a fresh read).
+    pub fn lock(
+        &mut self,
+        want: i32,
+        new_lease: impl FnOnce() -> Lease,
+        still_current: impl FnOnce() -> Result<bool>,
+    ) -> Result<Outcome> {
+        if self.level >= want {
+            return Ok(Outcome::Granted);
+        }
+        let mut e = locked(&self.entry);
+        if want == SHARED {
+            if e.pending || e.exclusive {
+                return Ok(Outcome::Busy);
+            }
+            e.shared += 1;
+            self.level = SHARED;
+            return Ok(Outcome::Granted);
+        }
+        // RESERVED, or EXCLUSIVE straight from SHARED (as for a hot-journal rollback):
+        // both make this connection the writer.
+        if self.level < RESERVED {
+            if e.reserved || e.pending || e.exclusive {
+                return Ok(Outcome::Busy);
+            }
+            if self.locking == Locking::Lease {
+                let lease = e.lease.get_or_insert_with(new_lease);
+                match lease.acquire()? {
+                    Acquire::Quick => {}
+                    Acquire::Busy(holder) => return Ok(Outcome::BusyElsewhere(holder)),
+                    Acquire::Taken => {
+                        if !still_current()? {
+                            lease.release()?;
+                            return Ok(Outcome::Busy);
+                        }
+                    }
+                }
+            }
+            e.reserved = true;
+            self.level = RESERVED;
+        }
+        if want >= PENDING {
+            e.pending = true;
+            self.level = PENDING;
+            // Our own SHARED lock is among the readers counted.
+            if e.shared > 1 {
+                return Ok(Outcome::Busy);
+            }
+            e.exclusive = true;
+            self.level = EXCLUSIVE;
+        }
+        Ok(Outcome::Granted)
+    }
+
+    /// Lowers the lock to `to` (SHARED or NONE), giving the lease up when leaving RESERVED.
+    pub fn unlock(&mut self, to: i32) -> Result<()> {
+        if self.level <= to {
+            return Ok(());
+        }
+        let mut e = locked(&self.entry);
+        if self.level >= PENDING {
+            e.pending = false;
+            e.exclusive = false;
+        }
+        let mut released = Ok(());
+        if self.level >= RESERVED && to < RESERVED {
+            e.reserved = false;
+            if let Some(lease) = e.lease.as_mut() {
+                released = lease.release();
+            }
+        }
+        if to == NONE && self.level >= SHARED {
+            e.shared = e.shared.saturating_sub(1);
+        }
+        self.level = to;
+        released
+    }
+
+    /// Whether any connection, here or (with a lease) anywhere, holds RESERVED or more.
+    pub fn reserved_anywhere(&self, new_lease: impl FnOnce() -> Lease) -> Result<bool> {
+        let mut e = locked(&self.entry);
+        if e.reserved || e.pending || e.exclusive {
+            return Ok(true);
+        }
+        if self.locking == Locking::None {
+            return Ok(false);
+        }
+        let lease = e.lease.get_or_insert_with(new_lease);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Ok(lease
+            .read()?
+            .is_some_and(|(r, _)| !r.released && r.expires_ms > now))
+    }
+
+    /// Before a writer stores anything: the lease must still be ours (renewed if a third
+    /// of its term has passed). Readers and `locking=none` have nothing to check.
+    pub fn ensure_writer(&self) -> Result<()> {
+        if self.locking == Locking::None || self.level < RESERVED {
+            return Ok(());
+        }
+        match locked(&self.entry).lease.as_mut() {
+            Some(lease) => lease.ensure_held(),
+            None => Ok(()),
+        }
+    }
+}
