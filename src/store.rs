@@ -85,10 +85,11 @@ pub struct BlockFile {
     /// Blocks written but not yet PUT: their complete new content.
     dirty: BTreeMap<u64, Vec<u8>>,
     dirty_bytes: usize,
-    /// The last block of the previous read, and the readahead window that grows while
-    /// reads stay sequential.
+    /// The last block of the previous read, the readahead window that grows while reads
+    /// stay sequential, and the last block fetched ahead so far.
     last_read: Option<u64>,
     window: u64,
+    ahead_until: u64,
 }
 
 /// One stored block: its index and length.
@@ -112,6 +113,7 @@ impl BlockFile {
             dirty_bytes: 0,
             last_read: None,
             window: 0,
+            ahead_until: 0,
         }
     }
 
@@ -288,13 +290,18 @@ impl BlockFile {
     }
 
     /// The blocks to fetch ahead of a read of `first..=last`: the window doubles while
-    /// reads continue where the last one ended, and resets when they jump.
+    /// reads continue where the last one ended, and resets when they jump. Blocks are
+    /// fetched in batches, a new one only when less than half a window is left ahead:
+    /// topping up one block per read would cost one round trip per read again.
     fn readahead(&mut self, first: u64, last: u64) -> Vec<u64> {
         let max = MAX_READAHEAD.min((CACHE.capacity() as u64 / self.block_size / 4).max(1));
         match self.last_read {
             Some(prev) if first == prev + 1 => self.window = (self.window * 2).clamp(1, max),
             Some(prev) if first == prev => {}
-            _ => self.window = 0,
+            _ => {
+                self.window = 0;
+                self.ahead_until = 0;
+            }
         }
         self.last_read = Some(last);
         // Only within the known size: blocks past the end do not exist.
