@@ -24,8 +24,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How long a lease lasts without renewal.
-pub const TERM: Duration = Duration::from_secs(30);
+/// How long a lease lasts without renewal: 30 s, or `S3VFS_LEASE_SECONDS` (tests of
+/// crashed writers shorten it; a lease must outlast the longest pause between a
+/// writer's requests, so keep it well above that in production).
+pub static TERM: Lazy<Duration> = Lazy::new(|| {
+    let secs = crate::config::process_env("S3VFS_LEASE_SECONDS")
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&s| s >= 1)
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+});
 
 /// The object stored at the lease key.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -210,7 +218,7 @@ impl Lease {
                 self.key
             )));
         };
-        if self.renewed.elapsed() < TERM / 3 {
+        if self.renewed.elapsed() < *TERM / 3 {
             return Ok(());
         }
         match self

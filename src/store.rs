@@ -170,9 +170,15 @@ impl BlockFile {
         Ok(blocks)
     }
 
-    /// The size as stored: the sum of the stored block sizes (one listing).
+    /// The size as stored (one listing): where the last block ends. In a well-formed
+    /// layout that is the sum of the block sizes, as sqlite-s3vfs computes it; after a
+    /// crash in the middle of a parallel flush a block may be missing, and the file reads
+    /// like a sparse local file, the hole as zeros, instead of shrinking.
     pub fn listed_size(&mut self) -> Result<u64> {
-        let size = self.blocks()?.iter().map(|b| b.len).sum();
+        let size = self
+            .blocks()?
+            .last()
+            .map_or(0, |b| b.index * self.block_size + b.len);
         self.size = Some(size);
         Ok(size)
     }
@@ -337,7 +343,8 @@ impl BlockFile {
                 buf[dst..dst + (avail - from) as usize]
                     .copy_from_slice(&data[from as usize..avail as usize]);
             }
-            if i == last && avail < to {
+            // Past the end of the data, unless the size says this is a hole.
+            if i == last && avail < to && self.size.is_none_or(|size| end > size) {
                 short = true;
             }
         }

@@ -1,0 +1,113 @@
+"""Crash safety: a writer is cut off after its k-th request and killed with SIGKILL, for
+every k through one multi-page commit, in each journal mode that keeps a journal in S3.
+A fresh process then finds the database intact, in the state before or after the
+transaction, never in between.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import proxy as proxymod
+import s3util
+import sqlutil
+
+LEASE_SECONDS = 1
+
+WRITER = textwrap.dedent("""
+    import sqlite3, sys
+    boot = sqlite3.connect(":memory:")
+    boot.enable_load_extension(True)
+    boot.load_extension(sys.argv[1])
+    db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
+    db.execute("pragma journal_mode = " + sys.argv[3])
+    db.execute("update t set v = upper(v)")
+    print("COMMITTED", flush=True)
+""")
+
+
+def rows(conn):
+    return conn.execute("select id, v from t order by id").fetchall()
+
+
+def copy_prefix(client, bucket, src, dst):
+    keys = [k for k in s3util.list_keys(bucket, src + "/")]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: client.copy_object(Bucket=bucket, Key=dst + k[len(src):], CopySource={"Bucket": bucket, "Key": k}), keys))
+
+
+def run_writer(uri, mode, env):
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, s3util.LIB, uri, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("mode", ["DELETE", "TRUNCATE", "PERSIST"])
+def test_a_killed_writer_leaves_the_state_before_or_after(bucket, mode):
+    template = f"crash/{mode}-template.db"
+    conn = sqlutil.connect(template, bucket)
+    conn.execute(f"pragma journal_mode = {mode}")
+    conn.execute("create table t(id integer primary key, v text)")
+    conn.execute("begin")
+    conn.executemany("insert into t(v) values (?)", ((f"row {i} " + "x" * 500,) for i in range(60)))
+    conn.execute("commit")
+    before = rows(conn)
+    conn.close()
+    after = [(i, v.upper()) for i, v in before]
+    env = dict(os.environ, S3VFS_LEASE_SECONDS=str(LEASE_SECONDS), S3VFS_LOG="off")
+    client = s3util.boto3_client()
+
+    # How many requests one uncut run makes, from process start to exit.
+    url, px = proxymod.start(s3util.endpoint())
+    copy_prefix(client, bucket, template, f"crash/{mode}-count.db")
+    w = run_writer(s3util.uri(f"crash/{mode}-count.db", bucket, endpoint=url), mode, env)
+    assert w.communicate(timeout=60)[0].strip() == "COMMITTED"
+    total = px.total
+    assert total >= 8, total
+
+    outcomes = {"before": 0, "after": 0}
+    for k in range(1, total + 1):
+        prefix = f"crash/{mode}-k{k}.db"
+        copy_prefix(client, bucket, template, prefix)
+        cut = threading.Event()
+        base = px.total
+
+        def cut_after_k(method, path, n, base=base, k=k, cut=cut):
+            if n - base > k:
+                cut.set()
+                return "reset"
+            return None
+
+        px.set(fail=cut_after_k)
+        w = run_writer(s3util.uri(prefix, bucket, endpoint=url), mode, env)
+        while w.poll() is None and not cut.wait(0.01):
+            pass
+        w.send_signal(signal.SIGKILL)
+        w.wait(timeout=30)
+        px.set(fail=None)
+
+        time.sleep(LEASE_SECONDS + 0.2)  # the dead writer's lease runs out
+        check = sqlutil.connect(prefix, bucket)
+        try:
+            integrity = check.execute("pragma integrity_check").fetchone()[0]
+        except Exception as e:
+            integrity = f"{e}: {check.execute('select s3vfs_last_error()').fetchone()[0]}"
+        assert integrity == "ok", (mode, k, integrity)
+        state = rows(check)
+        check.close()
+        assert state in (before, after), (mode, k)
+        outcomes["before" if state == before else "after"] += 1
+    px.stop()
+    print(f"{mode}: {total} crash points tried, all intact: {outcomes}")
+    assert outcomes["before"] > 0 and outcomes["after"] > 0
