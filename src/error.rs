@@ -39,6 +39,8 @@ pub enum Error {
     ReadOnly(String),
     /// The writer lease could not be kept.
     Lease(String),
+    /// The database is being written by someone else right now.
+    Busy(String),
 }
 
 impl Error {
@@ -52,6 +54,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::ReadOnly(_) => "read_only",
             Error::Lease(_) => "lease",
+            Error::Busy(_) => "busy",
         }
     }
 
@@ -114,10 +117,11 @@ impl fmt::Display for Error {
                 f,
                 "s3vfs: cannot reach the S3 endpoint {endpoint} ({op}: {detail}): check endpoint= / AWS_ENDPOINT_URL_S3 and that the server is running"
             ),
-            Error::Format(msg) => write!(f, "s3vfs: {msg}"),
-            Error::NotFound(msg) => write!(f, "s3vfs: {msg}"),
-            Error::ReadOnly(msg) => write!(f, "s3vfs: {msg}"),
-            Error::Lease(msg) => write!(f, "s3vfs: {msg}"),
+            Error::Format(msg)
+            | Error::NotFound(msg)
+            | Error::ReadOnly(msg)
+            | Error::Lease(msg)
+            | Error::Busy(msg) => write!(f, "s3vfs: {msg}"),
         }
     }
 }

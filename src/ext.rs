@@ -5,7 +5,7 @@
 //! `.load ./libs3vfs` works without naming the entry point. The extension loads
 //! permanently: the VFS must outlive the connection that loaded it.
 
-use crate::{stats, vfs};
+use crate::{stats, transfer, vfs};
 use sqlite_loadable::ext::{sqlite3, sqlite3_api_routines};
 use sqlite_loadable::prelude::*;
 use sqlite_loadable::{api, define_scalar_function, Error, FunctionFlags, Result};
@@ -124,6 +124,76 @@ fn register_functions(db: *mut sqlite3) -> Result<()> {
     define_scalar_function(db, "s3vfs_stats", 0, guarded(stats_json), volatile)?;
     define_scalar_function(db, "s3vfs_stats_reset", 0, guarded(stats_reset), volatile)?;
     define_scalar_function(db, "s3vfs_last_error", 0, guarded(last_error), volatile)?;
+    define_scalar_function(db, "s3vfs_serialize", 1, guarded(serialize_blob), volatile)?;
+    define_scalar_function(db, "s3vfs_serialize", 2, guarded(serialize), volatile)?;
+    define_scalar_function(db, "s3vfs_deserialize", 2, guarded(deserialize), volatile)?;
+    define_scalar_function(db, "s3vfs_deserialize", 3, guarded(deserialize), volatile)?;
+    Ok(())
+}
+
+/// A text argument, or an SQL error naming the function and the argument.
+fn text_arg<'a>(args: &[*mut sqlite3_value], i: usize, what: &str) -> Result<&'a str> {
+    api::value_text(&args[i])
+        .ok()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            Error::new_message(format!(
+                "s3vfs: argument {} ({what}) must be non-empty text",
+                i + 1
+            ))
+        })
+}
+
+/// Locates a database prefix or object with the settings its name resolves to (those it
+/// was opened with in this process, else the environment's).
+fn locate(arg: &str) -> std::result::Result<transfer::Location, crate::error::Error> {
+    let plain = arg
+        .strip_prefix("s3://")
+        .and_then(|r| r.split_once('/'))
+        .map_or(arg, |(_, k)| k);
+    transfer::locate(arg, vfs::config_for(plain)?)
+}
+
+/// An SQL error carrying the message (in-band, so no stderr copy), also logged.
+fn failed(e: crate::error::Error) -> Error {
+    vfs::note(1, &e.to_string());
+    Error::new_message(e.to_string())
+}
+
+/// `s3vfs_serialize(prefix, target_key)`: the database as one plain SQLite file object;
+/// returns its size in bytes.
+fn serialize(ctx: *mut sqlite3_context, args: &[*mut sqlite3_value]) -> Result<()> {
+    let db = locate(text_arg(args, 0, "database prefix")?).map_err(failed)?;
+    let target = locate(text_arg(args, 1, "target key")?).map_err(failed)?;
+    let size = transfer::serialize(&db, &target).map_err(failed)?;
+    api::result_int64(ctx, size as i64);
+    Ok(())
+}
+
+/// `s3vfs_serialize(prefix)`: the database as a BLOB, up to [`transfer::MAX_BLOB`] bytes.
+fn serialize_blob(ctx: *mut sqlite3_context, args: &[*mut sqlite3_value]) -> Result<()> {
+    let db = locate(text_arg(args, 0, "database prefix")?).map_err(failed)?;
+    let bytes = transfer::serialize_to_memory(&db).map_err(failed)?;
+    api::result_blob(ctx, &bytes);
+    Ok(())
+}
+
+/// `s3vfs_deserialize(source_key, prefix [, 'replace'])`: stores a plain SQLite file
+/// object as blocks; returns the number of blocks written.
+fn deserialize(ctx: *mut sqlite3_context, args: &[*mut sqlite3_value]) -> Result<()> {
+    let source = locate(text_arg(args, 0, "source key")?).map_err(failed)?;
+    let db = locate(text_arg(args, 1, "database prefix")?).map_err(failed)?;
+    let replace = match args.get(2) {
+        None => false,
+        Some(_) => match text_arg(args, 2, "'replace'")? {
+            "replace" => true,
+            other => return Err(Error::new_message(format!(
+                "s3vfs: the third argument of s3vfs_deserialize must be 'replace', not '{other}'"
+            ))),
+        },
+    };
+    let blocks = transfer::deserialize(&source, &db, replace).map_err(failed)?;
+    api::result_int64(ctx, blocks as i64);
     Ok(())
 }
 

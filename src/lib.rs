@@ -16,4 +16,5 @@ pub mod parallel;
 pub mod s3;
 pub mod stats;
 pub mod store;
+pub mod transfer;
 pub mod vfs;

@@ -108,6 +108,86 @@ impl S3Client {
         }
     }
 
+    /// GET bytes `[start, end)` of an object (an HTTP Range request).
+    pub fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>> {
+        let range = [("range", format!("bytes={start}-{}", end - 1))];
+        let r = self.send(Op::Get, "GET", key, &[], &range, &[])?;
+        match r.status {
+            200 | 206 => Ok(Some(r.body)),
+            404 if error_code(&r.body) == "NoSuchKey" => Ok(None),
+            // A range past the end of the object: nothing there.
+            416 => Ok(Some(Vec::new())),
+            _ => Err(self.s3_error("GET", key, &r)),
+        }
+    }
+
+    /// Starts a multipart upload; returns its upload id.
+    pub fn create_multipart(&self, key: &str) -> Result<String> {
+        let r = self.send(
+            Op::Put,
+            "POST",
+            key,
+            &[("uploads", String::new())],
+            &[],
+            &[],
+        )?;
+        let id = xml_text(&String::from_utf8_lossy(&r.body), "UploadId");
+        match (r.status, id) {
+            (200, Some(id)) => Ok(id),
+            _ => Err(self.s3_error("CreateMultipartUpload", key, &r)),
+        }
+    }
+
+    /// Uploads part `number` (1-based) of a multipart upload; returns its ETag.
+    pub fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: usize,
+        body: &[u8],
+    ) -> Result<String> {
+        let query = [
+            ("partNumber", number.to_string()),
+            ("uploadId", upload_id.to_string()),
+        ];
+        let r = self.send(Op::Put, "PUT", key, &query, &[], body)?;
+        match (r.status, r.etag.clone()) {
+            (200, Some(etag)) => Ok(etag),
+            _ => Err(self.s3_error("UploadPart", key, &r)),
+        }
+    }
+
+    /// Completes a multipart upload from its parts' ETags, in part order.
+    pub fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<()> {
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for (i, etag) in etags.iter().enumerate() {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+                i + 1,
+                xml_escape(etag)
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let query = [("uploadId", upload_id.to_string())];
+        let r = self.send(Op::Put, "POST", key, &query, &[], xml.as_bytes())?;
+        // S3 may report a failure inside a 200 response.
+        if r.status == 200 && !String::from_utf8_lossy(&r.body).contains("<Error>") {
+            Ok(())
+        } else {
+            Err(self.s3_error("CompleteMultipartUpload", key, &r))
+        }
+    }
+
+    /// Aborts a multipart upload, discarding its parts.
+    pub fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        let query = [("uploadId", upload_id.to_string())];
+        let r = self.send(Op::Delete, "DELETE", key, &query, &[], &[])?;
+        match r.status {
+            200 | 204 | 404 => Ok(()),
+            _ => Err(self.s3_error("AbortMultipartUpload", key, &r)),
+        }
+    }
+
     /// GET an object with its ETag; `Ok(None)` when the key does not exist.
     pub fn get_versioned(&self, key: &str) -> Result<Option<(Vec<u8>, String)>> {
         let r = self.send(Op::Get, "GET", key, &[], &[], &[])?;

@@ -132,6 +132,17 @@ impl BlockFile {
         self.block_size
     }
 
+    /// One stored block, straight from the store (not the cache): for whole-file copies
+    /// that must not mix in blocks cached before another process's commit.
+    pub fn get_block(&self, index: u64) -> Result<Option<Vec<u8>>> {
+        self.store.get(&self.key(index))
+    }
+
+    /// Drops this file's blocks from the process-wide cache (its content was replaced).
+    pub fn forget_cached_blocks(&self) {
+        CACHE.drop_file(&self.file_id);
+    }
+
     /// This file's identity across connections: store (endpoint, bucket) and name.
     pub fn file_id(&self) -> Arc<str> {
         self.file_id.clone()

@@ -124,7 +124,7 @@ pub fn report(code: c_int, err: &Error) -> c_int {
 
 /// Logs a condition that is not an error of its own (a busy database: SQLite retries)
 /// and keeps it for `s3vfs_last_error()`, without the stderr copy.
-fn note(code: c_int, msg: &str) {
+pub fn note(code: c_int, msg: &str) {
     log(code, msg);
     *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.to_string());
 }

@@ -1,0 +1,384 @@
+//! Whole databases in and out of the block layout: `s3vfs_serialize` writes the database
+//! stored as blocks under a prefix to one plain SQLite file object; `s3vfs_deserialize`
+//! does the reverse.
+//!
+//! Both stream in chunks (blocks are fetched and stored in parallel), so memory stays
+//! bounded by the part size times the parallelism, whatever the database size.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::journal::journal_name;
+use crate::parallel::par_map;
+use crate::s3::S3Client;
+use crate::store::{block_key, header_size, BlockFile};
+use std::sync::Arc;
+
+/// Smallest multipart part (S3 wants ≥ 5 MiB; larger parts mean fewer requests).
+pub const MIN_PART: u64 = 8 << 20;
+/// S3's limit on parts per upload.
+const MAX_PARTS: u64 = 10_000;
+/// Parts uploaded at once (each fetches its blocks with the configured concurrency).
+const PARALLEL_PARTS: usize = 4;
+/// Attempts at a consistent copy before giving up on a database that keeps changing.
+const SNAPSHOT_ATTEMPTS: usize = 3;
+/// Largest database `s3vfs_serialize(prefix)` returns as a BLOB.
+pub const MAX_BLOB: u64 = 256 << 20;
+
+/// A place in S3: a client for its bucket and the key or prefix within it.
+pub struct Location {
+    pub client: S3Client,
+    pub key: String,
+}
+
+/// Resolves `s3://bucket/key` (another bucket, same endpoint and credentials) or a plain
+/// key/prefix in the bucket that `base` names.
+pub fn locate(arg: &str, base: Arc<Config>) -> Result<Location> {
+    let (cfg, key) = match arg.strip_prefix("s3://") {
+        Some(rest) => {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() || key.is_empty() {
+                return Err(Error::Config(format!(
+                    "'{arg}' is not of the form s3://bucket/key"
+                )));
+            }
+            let cfg = Config {
+                bucket: bucket.to_string(),
+                ..(*base).clone()
+            };
+            (Arc::new(cfg), key.to_string())
+        }
+        None => (base, arg.to_string()),
+    };
+    if key.is_empty() || key.ends_with('/') {
+        return Err(Error::Config(format!(
+            "'{arg}' names no object (empty key or a trailing /)"
+        )));
+    }
+    Ok(Location {
+        client: S3Client::new(cfg),
+        key,
+    })
+}
+
+/// The block file of a database prefix at a location.
+fn blocks_at(loc: &Location) -> BlockFile {
+    let cfg = loc.client.config();
+    BlockFile::new(Arc::new(loc.client.clone()), &loc.key, cfg.block_size)
+        .with_concurrency(cfg.concurrency)
+}
+
+/// The file change counter and the rest of the header, or why a copy cannot start now.
+fn quiet_header(db: &Location) -> Result<Vec<u8>> {
+    let journal = db
+        .client
+        .get_range(&block_key(&journal_name(&db.key), 0), 0, 28)?;
+    if journal.is_some_and(|j| j.iter().any(|&b| b != 0)) {
+        return Err(Error::Busy(format!(
+            "a rollback journal is pending for s3://{}/{} (a writer is committing, or crashed): retry, or open the database once so SQLite rolls the journal back",
+            db.client.config().bucket,
+            db.key
+        )));
+    }
+    let header = db
+        .client
+        .get_range(&block_key(&db.key, 0), 0, 100)?
+        .unwrap_or_default();
+    if header.len() < 100 || header_size(&header).is_none() {
+        return Err(Error::Format(format!(
+            "s3://{}/{}/ holds no SQLite database (its first block is missing or not a valid SQLite header)",
+            db.client.config().bucket,
+            db.key
+        )));
+    }
+    Ok(header)
+}
+
+/// Runs `copy` against a snapshot: the header (with its change counter) and the journal
+/// are checked before and after, and a copy that overlapped a commit is discarded and
+/// retried. `copy` gets the database size the header vouches for.
+fn with_snapshot<T>(
+    db: &Location,
+    mut copy: impl FnMut(u64) -> Result<T>,
+    discard: impl Fn(T),
+) -> Result<T> {
+    for _ in 0..SNAPSHOT_ATTEMPTS {
+        let before = quiet_header(db)?;
+        let copied = copy(header_size(&before).expect("quiet_header checked it"))?;
+        match quiet_header(db) {
+            Ok(after) if after == before => return Ok(copied),
+            Ok(_) | Err(Error::Busy(_)) => discard(copied),
+            Err(e) => {
+                discard(copied);
+                return Err(e);
+            }
+        }
+    }
+    Err(Error::Busy(format!(
+        "s3://{}/{} changed while it was being copied ({SNAPSHOT_ATTEMPTS} attempts): retry when writes pause",
+        db.client.config().bucket,
+        db.key
+    )))
+}
+
+/// Copies a database to one object (a snapshot, see [`with_snapshot`]) and returns its size.
+pub fn serialize(db: &Location, target: &Location) -> Result<u64> {
+    let copy = |size| upload_copy(db, target, size).map(|u| (u, size));
+    let (upload, size) = with_snapshot(db, copy, |(u, _)| u.abandon())?;
+    upload.finish()?;
+    Ok(size)
+}
+
+/// The database as bytes in memory (for small databases: at most [`MAX_BLOB`]).
+pub fn serialize_to_memory(db: &Location) -> Result<Vec<u8>> {
+    let blocks = blocks_at(db);
+    let concurrency = db.client.config().concurrency;
+    let copy = |size| {
+        if size > MAX_BLOB {
+            return Err(Error::Format(format!(
+                "the database is {size} bytes, more than the {MAX_BLOB} bytes s3vfs_serialize(prefix) returns as a BLOB: use s3vfs_serialize(prefix, target_key) to write it to an object"
+            )));
+        }
+        read_span(&blocks, concurrency, 0, size)
+    };
+    with_snapshot(db, copy, drop)
+}
+
+/// An upload written but not yet made visible.
+enum Upload<'a> {
+    Single(&'a Location, Vec<u8>),
+    Multipart(&'a Location, String, Vec<String>),
+}
+
+impl Upload<'_> {
+    /// Makes the object visible.
+    fn finish(self) -> Result<()> {
+        match self {
+            Upload::Single(t, data) => t.client.put(&t.key, &data),
+            Upload::Multipart(t, id, etags) => {
+                let done = t.client.complete_multipart(&t.key, &id, &etags);
+                if done.is_err() {
+                    let _ = t.client.abort_multipart(&t.key, &id);
+                }
+                done
+            }
+        }
+    }
+
+    fn abandon(self) {
+        if let Upload::Multipart(t, id, _) = self {
+            let _ = t.client.abort_multipart(&t.key, &id);
+        }
+    }
+}
+
+/// The part size for a database: at least [`MIN_PART`], a whole number of blocks, and
+/// large enough to stay under S3's 10,000 parts.
+pub fn part_size(size: u64, block_size: u64) -> u64 {
+    let wanted = MIN_PART.max(size.div_ceil(MAX_PARTS - 1));
+    wanted.div_ceil(block_size) * block_size
+}
+
+/// Reads the database's bytes `[start, end)` from its blocks, in parallel.
+fn read_span(db: &BlockFile, concurrency: usize, start: u64, end: u64) -> Result<Vec<u8>> {
+    let b = db.block_size();
+    let indices: Vec<u64> = (start / b..end.div_ceil(b)).collect();
+    let blocks = par_map(&indices, concurrency, |&i| db.get_block(i))?;
+    let mut out = Vec::with_capacity((end - start) as usize);
+    for (&i, block) in indices.iter().zip(blocks) {
+        let block = block.ok_or_else(|| {
+            Error::Format(format!(
+                "block {i} of the database is missing: the layout is damaged"
+            ))
+        })?;
+        let from = start.saturating_sub(i * b) as usize;
+        let to = ((end - i * b).min(block.len() as u64)) as usize;
+        if from < to {
+            out.extend_from_slice(&block[from..to]);
+        }
+    }
+    if out.len() as u64 != end - start {
+        return Err(Error::Format(format!(
+            "the stored blocks hold {} bytes where the header promises {}: the layout is damaged",
+            out.len(),
+            end - start
+        )));
+    }
+    Ok(out)
+}
+
+/// Uploads the copy: one PUT when it fits one part, else a parallel multipart upload
+/// (aborted on any failure, so nothing is left behind).
+fn upload_copy<'a>(db: &Location, target: &'a Location, size: u64) -> Result<Upload<'a>> {
+    let blocks = blocks_at(db);
+    let concurrency = db.client.config().concurrency;
+    let part = part_size(size, blocks.block_size());
+    if size <= part {
+        return Ok(Upload::Single(
+            target,
+            read_span(&blocks, concurrency, 0, size)?,
+        ));
+    }
+    let id = target.client.create_multipart(&target.key)?;
+    let parts: Vec<u64> = (0..size.div_ceil(part)).collect();
+    let uploaded = par_map(&parts, PARALLEL_PARTS, |&p| {
+        let data = read_span(&blocks, concurrency, p * part, ((p + 1) * part).min(size))?;
+        target
+            .client
+            .upload_part(&target.key, &id, p as usize + 1, &data)
+    });
+    match uploaded {
+        Ok(etags) => Ok(Upload::Multipart(target, id, etags)),
+        Err(e) => {
+            let _ = target.client.abort_multipart(&target.key, &id);
+            Err(e)
+        }
+    }
+}
+
+/// Why a plain file's first 100 bytes and length are not a SQLite database, if they are not.
+pub fn check_sqlite_file(header: &[u8], len: u64) -> std::result::Result<(), String> {
+    if len == 0 {
+        return Err("it is empty".into());
+    }
+    if len < 100 || header.len() < 100 {
+        return Err(format!("it is {len} bytes, shorter than a SQLite header"));
+    }
+    if &header[..16] != b"SQLite format 3\0" {
+        return Err("it does not start with the SQLite header (\"SQLite format 3\")".into());
+    }
+    let page = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        p if p >= 512 && p.is_power_of_two() => u64::from(p),
+        p => {
+            return Err(format!(
+                "its page size {p} is not a power of two from 512 to 65536"
+            ))
+        }
+    };
+    if !len.is_multiple_of(page) {
+        return Err(format!(
+            "its length {len} is not a whole number of {page}-byte pages (truncated?)"
+        ));
+    }
+    if let Some(expected) = header_size(header) {
+        if expected != len {
+            return Err(format!(
+                "its header says {expected} bytes ({} pages of {page}) but it is {len} bytes (truncated or corrupted?)",
+                expected / page
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Stores a plain SQLite file object as blocks under a prefix and returns the number of
+/// blocks written. Everything is checked before the first write.
+pub fn deserialize(source: &Location, db: &Location, replace: bool) -> Result<u64> {
+    let where_ = format!("s3://{}/{}", source.client.config().bucket, source.key);
+    let Some(len) = source.client.head(&source.key)? else {
+        // HEAD answers a bare 404 for a missing bucket too; a listing names which it is.
+        source.client.list("", Some(1))?;
+        return Err(Error::NotFound(format!(
+            "{where_} does not exist: check the key"
+        )));
+    };
+    let header = if len == 0 {
+        Vec::new()
+    } else {
+        source
+            .client
+            .get_range(&source.key, 0, len.min(100))?
+            .unwrap_or_default()
+    };
+    check_sqlite_file(&header, len).map_err(|why| {
+        Error::Format(format!(
+            "{where_} is not a SQLite database: {why}; nothing was written"
+        ))
+    })?;
+    let target = blocks_at(db);
+    let dest = format!("s3://{}/{}", db.client.config().bucket, db.key);
+    let existing = target.blocks()?;
+    if !existing.is_empty() && !replace {
+        return Err(Error::Format(format!(
+            "{dest}/ already holds a database: pass 'replace' as the third argument to overwrite it; nothing was written"
+        )));
+    }
+    let b = target.block_size();
+    let concurrency = db.client.config().concurrency;
+    let chunk = part_size(len, b);
+    let n_blocks = len.div_ceil(b);
+    for start in (0..len).step_by(chunk as usize) {
+        let end = (start + chunk).min(len);
+        let data = source
+            .client
+            .get_range(&source.key, start, end)?
+            .filter(|d| d.len() as u64 == end - start)
+            .ok_or_else(|| {
+                Error::Format(format!("{where_} changed while it was being read: retry"))
+            })?;
+        let indices: Vec<u64> = (start / b..end.div_ceil(b)).collect();
+        par_map(&indices, concurrency, |&i| {
+            let from = (i * b - start) as usize;
+            let to = (((i + 1) * b).min(end) - start) as usize;
+            db.client.put(&block_key(&db.key, i), &data[from..to])
+        })?;
+    }
+    // Stale blocks past the new end, and any journal, would corrupt the new database.
+    let stale: Vec<String> = existing
+        .iter()
+        .filter(|blk| blk.index >= n_blocks)
+        .map(|blk| block_key(&db.key, blk.index))
+        .collect();
+    if !stale.is_empty() {
+        db.client.delete_many(&stale)?;
+    }
+    let mut journal = BlockFile::new(Arc::new(db.client.clone()), &journal_name(&db.key), b);
+    journal.delete_all(None)?;
+    target.forget_cached_blocks();
+    Ok(n_blocks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(page: u16, pages: u32) -> Vec<u8> {
+        let mut h = vec![0u8; 100];
+        h[..16].copy_from_slice(b"SQLite format 3\0");
+        h[16..18].copy_from_slice(&page.to_be_bytes());
+        h[24..28].copy_from_slice(&5u32.to_be_bytes());
+        h[28..32].copy_from_slice(&pages.to_be_bytes());
+        h[92..96].copy_from_slice(&5u32.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn accepts_only_consistent_sqlite_files() {
+        assert!(check_sqlite_file(&header(4096, 3), 3 * 4096).is_ok());
+        assert!(check_sqlite_file(&[], 0).unwrap_err().contains("empty"));
+        assert!(check_sqlite_file(&header(4096, 3), 2 * 4096)
+            .unwrap_err()
+            .contains("truncated"));
+        assert!(check_sqlite_file(&header(4096, 3), 3 * 4096 + 7)
+            .unwrap_err()
+            .contains("whole number"));
+        assert!(check_sqlite_file(&header(1000, 3), 3000)
+            .unwrap_err()
+            .contains("power of two"));
+        let mut junk = header(4096, 3);
+        junk[0] = b'X';
+        assert!(check_sqlite_file(&junk, 3 * 4096)
+            .unwrap_err()
+            .contains("does not start"));
+    }
+
+    #[test]
+    fn parts_are_whole_blocks_and_stay_under_the_part_limit() {
+        assert_eq!(part_size(50 << 20, 4096), 8 << 20);
+        let huge = 200u64 << 30;
+        let p = part_size(huge, 4096);
+        assert_eq!(p % 4096, 0);
+        assert!(huge.div_ceil(p) < 10_000);
+        assert_eq!(part_size(1 << 20, 4097) % 4097, 0);
+    }
+}
