@@ -614,10 +614,13 @@ unsafe extern "C" fn x_write(
         let written = h.file().write(data, off as u64);
         // Bound the memory of a huge transaction; flushing early is always allowed
         // because a database flush stores its journal first.
-        let r = written.and_then(|()| match h.file().dirty_bytes() > DIRTY_LIMIT {
-            true => h.flush(),
-            false => Ok(()),
-        });
+        // (The size is read in its own statement: a guard held across the flush, which
+        // locks the file again, would deadlock.)
+        let over_limit = h.file().dirty_bytes() > DIRTY_LIMIT;
+        let r = match (written, over_limit) {
+            (Ok(()), true) => h.flush(),
+            (r, _) => r,
+        };
         match r {
             Ok(()) => code::OK,
             Err(e) => report(code::IOERR_WRITE, &e),
