@@ -1,8 +1,9 @@
 -- Backup and restore the SQLite ways, between a local file and a database in S3
--- (sqlite3 shell, after `.load ./target/release/libs3vfs`; bucket from S3VFS_BUCKET).
+-- (sqlite3 shell, after `.load ./target/release/libs3vfs`; bucket from S3VFS_BUCKET;
+-- the local files go to the current directory).
 
 -- A local database to protect.
-.open /tmp/s3vfs-backup-example.db
+.open backup-example.db
 create table if not exists items(id integer primary key, name text);
 insert into items(name) values ('backed up with .backup');
 
@@ -13,6 +14,6 @@ insert into items(name) values ('backed up with .backup');
 vacuum into 'file:examples/vacuumed.db?vfs=s3';
 
 -- Restore from S3 into a fresh local database.
-.open /tmp/s3vfs-restore-example.db
+.open restore-example.db
 .restore 'file:examples/backup.db?vfs=s3'
 select 'restored rows', count(*) from items;

@@ -83,12 +83,13 @@ def load_ext():
         _loaded = True
 
 
-def run_cli(script, env=None, timeout=300):
+def run_cli(script, env=None, timeout=300, cwd=None):
     """Runs the sqlite3 shell with the extension loaded and `script` on stdin."""
     return subprocess.run(
         [SQLITE3, "-batch"],
         input=f".load {LIB}\n{script}",
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -197,9 +197,9 @@ def test_a_failed_multipart_upload_is_aborted(bucket, tmp_path, monkeypatch):
     assert s3util.list_keys(bucket, "out/") == []
 
 
-def run_sql_example(name, bucket):
+def run_sql_example(name, bucket, cwd=None):
     env = dict(os.environ, S3VFS_BUCKET=bucket)
-    r = s3util.run_cli((ROOT / "sql" / name).read_text(), env=env)
+    r = s3util.run_cli((ROOT / "sql" / name).read_text(), env=env, cwd=cwd)
     assert r.returncode == 0 and "error" not in r.stderr.lower(), r.stderr
     return dict(line.split("|", 1) for line in r.stdout.splitlines() if "|" in line)
 
@@ -212,11 +212,8 @@ def test_the_serialize_example_runs(bucket):
     assert out["blob bytes"] == out["serialized bytes"]
 
 
-def test_the_backup_example_runs(bucket):
-    for f in ("/tmp/s3vfs-backup-example.db", "/tmp/s3vfs-restore-example.db"):
-        if os.path.exists(f):
-            os.remove(f)
-    out = run_sql_example("backup.sql", bucket)
+def test_the_backup_example_runs(bucket, tmp_path):
+    out = run_sql_example("backup.sql", bucket, cwd=tmp_path)
     assert out["restored rows"] == "1"
     for prefix in ("examples/backup.db", "examples/vacuumed.db"):
         conn = sqlutil.connect(prefix, bucket)
