@@ -87,6 +87,33 @@ pub const URI_PARAMS: &[&str] = &[
     "locking",
 ];
 
+/// URI parameters SQLite itself reads; any other one is neither ours nor SQLite's.
+const SQLITE_URI_PARAMS: &[&str] = &[
+    "vfs",
+    "mode",
+    "cache",
+    "psow",
+    "nolock",
+    "immutable",
+    "modeof",
+];
+
+/// Refuses URI parameters that neither s3vfs nor SQLite knows: most are typos
+/// (`bukcet=`) that would otherwise be silently ignored.
+pub fn check_uri_keys(keys: &[String]) -> Result<()> {
+    match keys
+        .iter()
+        .find(|k| !URI_PARAMS.contains(&k.as_str()) && !SQLITE_URI_PARAMS.contains(&k.as_str()))
+    {
+        Some(k) => Err(Error::Config(format!(
+            "unknown URI parameter '{k}': s3vfs reads {}, SQLite reads {}",
+            URI_PARAMS.join(", "),
+            SQLITE_URI_PARAMS.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl Config {
     /// Resolves the configuration, URI parameter beating environment beating default.
     pub fn resolve(uri: Lookup, env: Lookup) -> Result<Config> {
@@ -363,6 +390,19 @@ mod tests {
             assert!(err.to_string().contains("block_size"), "{raw}: {err}");
         }
         assert_eq!(parse_block_size(Some("4097".into())).unwrap(), 4097);
+    }
+
+    #[test]
+    fn unknown_uri_parameters_are_refused() {
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert!(check_uri_keys(&keys(&["vfs", "bucket", "mode", "block_size"])).is_ok());
+        let err = check_uri_keys(&keys(&["vfs", "bukcet"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown URI parameter 'bukcet'") && err.contains("bucket"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -187,9 +187,11 @@ fn deserialize(ctx: *mut sqlite3_context, args: &[*mut sqlite3_value]) -> Result
         None => false,
         Some(_) => match text_arg(args, 2, "'replace'")? {
             "replace" => true,
-            other => return Err(Error::new_message(format!(
+            other => {
+                return Err(Error::new_message(format!(
                 "s3vfs: the third argument of s3vfs_deserialize must be 'replace', not '{other}'"
-            ))),
+            )))
+            }
         },
     };
     let blocks = transfer::deserialize(&source, &db, replace).map_err(failed)?;

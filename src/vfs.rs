@@ -268,6 +268,7 @@ fn log_cleanup_error(e: &Error) {
 fn open_handle(z_name: *const c_char, name: &str, flags: c_int) -> Result<Handle> {
     let main = flags & code::OPEN_MAIN_DB != 0;
     let cfg = if main {
+        config::check_uri_keys(&uri_keys(z_name))?;
         let uri = |p: &str| uri_parameter(z_name, p);
         let cfg = Arc::new(Config::resolve(&uri, &config::process_env)?);
         REGISTRY
@@ -351,6 +352,21 @@ fn uri_parameter(z_name: *const c_char, param: &str) -> Option<String> {
     }
     // SAFETY: non-NULL results are NUL-terminated strings owned by SQLite.
     Some(unsafe { CStr::from_ptr(v) }.to_string_lossy().into_owned())
+}
+
+/// The names of every URI parameter of the file SQLite is opening.
+fn uri_keys(z_name: *const c_char) -> Vec<String> {
+    let Some(key) = api().uri_key else {
+        return Vec::new();
+    };
+    (0..)
+        .map_while(|n| {
+            // SAFETY: as for uri_parameter; NULL marks the end of the parameters.
+            let k = unsafe { key(z_name, n) };
+            // SAFETY: non-NULL results are NUL-terminated strings owned by SQLite.
+            (!k.is_null()).then(|| unsafe { CStr::from_ptr(k) }.to_string_lossy().into_owned())
+        })
+        .collect()
 }
 
 fn default_vfs() -> *mut sqlite3_vfs {

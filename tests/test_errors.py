@@ -45,6 +45,34 @@ def open_in_python(db_uri, env):
     return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
 
 
+HTML_ENDPOINT = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def html_server():
+    """A web server that answers every request with an HTML page, as a wrong endpoint would."""
+    import http.server
+    import threading
+
+    class Html(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html><body>Welcome to nginx!</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    HTML_ENDPOINT.append(f"http://127.0.0.1:{server.server_address[1]}")
+    yield
+    server.shutdown()
+
+
 def no_bucket_uri(bucket):
     return s3util.uri("errors/db", bucket).replace(f"bucket={bucket}&", "").replace(f"&bucket={bucket}", "")
 
@@ -61,6 +89,11 @@ CASES = {
     ),
     "invalid endpoint": (lambda b: s3util.uri("errors/db", b, endpoint="ftp://x"), {}, "invalid endpoint URL"),
     "bad block size": (lambda b: s3util.uri("errors/db", b, block_size="abc"), {}, "block_size 'abc' is not a positive integer"),
+    "zero block size": (lambda b: s3util.uri("errors/db", b, block_size="0"), {}, "block_size 0 is out of range"),
+    "huge block size": (lambda b: s3util.uri("errors/db", b, block_size="67108864"), {}, "block_size 67108864 is out of range"),
+    "negative block size": (lambda b: s3util.uri("errors/db", b, block_size="-4096"), {}, "block_size '-4096' is not a positive integer"),
+    "unknown URI parameter": (lambda b: s3util.uri("errors/db", b, bukcet="x"), {}, "unknown URI parameter 'bukcet'"),
+    "endpoint is not S3": (lambda b: s3util.uri("errors/db", b, endpoint=HTML_ENDPOINT[0]), {}, "did not answer like an S3 server"),
     "missing credentials": (
         lambda b: s3util.uri("errors/db", b),
         {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_PROFILE": None, "HOME": "/nonexistent"},
