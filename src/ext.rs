@@ -46,7 +46,10 @@ fn init(
     p_api: *mut sqlite3_api_routines,
 ) -> c_uint {
     catch_unwind(AssertUnwindSafe(|| {
-        vfs::set_api(p_api);
+        if !vfs::set_api(p_api) {
+            refuse_second_library(pz_err_msg, p_api);
+            return SQLITE_ERROR;
+        }
         sqlite_loadable::entrypoints::register_entrypoint_load_permanently(
             db,
             pz_err_msg,
@@ -59,6 +62,18 @@ fn init(
         )
     }))
     .unwrap_or(SQLITE_ERROR)
+}
+
+/// Explains, through the loading library's own allocator, why the load is refused.
+fn refuse_second_library(pz_err_msg: *mut *mut c_char, p_api: *mut sqlite3_api_routines) {
+    const MSG: &std::ffi::CStr = c"s3vfs is already loaded into another SQLite library in this process; the s3 VFS lives in that one: use one SQLite library (for example Python's sqlite3 or apsw, not both) per process";
+    // SAFETY: p_api is the loader's valid API table; mprintf with "%s" and one C string
+    // returns memory SQLite frees itself after reporting the message.
+    unsafe {
+        if let (false, Some(mprintf)) = (pz_err_msg.is_null(), (*p_api).mprintf) {
+            *pz_err_msg = mprintf(c"%s".as_ptr(), MSG.as_ptr());
+        }
+    }
 }
 
 type AutoExtension =

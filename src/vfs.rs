@@ -88,8 +88,19 @@ static REGISTRY: Lazy<Mutex<HashMap<String, Arc<Config>>>> = Lazy::new(Default::
 static LAST_ERROR: Mutex<Option<String>> = Mutex::new(None);
 
 /// Stores the API table handed to the entry point.
-pub fn set_api(p_api: *mut sqlite3_api_routines) {
-    API.store(p_api, Ordering::Release);
+/// Stores the API table handed to the entry point. The first one wins: the VFS lives in
+/// that SQLite library, and a second SQLite library in the same process (apsw beside
+/// Python's sqlite3) would mix two libraries' calls, so it is refused (`false`).
+pub fn set_api(p_api: *mut sqlite3_api_routines) -> bool {
+    match API.compare_exchange(
+        std::ptr::null_mut(),
+        p_api,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => true,
+        Err(current) => current == p_api,
+    }
 }
 
 /// The API table; the entry point stored it before any other code here can run.

@@ -50,3 +50,26 @@ def test_one_row_autocommit_insert_request_count(bucket):
     print("1-row autocommit INSERT:", s)
     assert 0 < s["requests"] <= 11, s
     assert s["errors"] == 0 and s["put"] >= 2
+
+
+def test_a_second_sqlite_library_in_the_process_is_refused_clearly():
+    """apsw bundles its own SQLite; the VFS lives in the library that loaded it first."""
+    script = textwrap.dedent(f"""
+        import sqlite3, apsw
+        boot = sqlite3.connect(":memory:")
+        boot.enable_load_extension(True)
+        boot.load_extension({s3util.LIB!r})
+        a = apsw.Connection(":memory:")
+        a.enable_load_extension(True)
+        try:
+            a.load_extension({s3util.LIB!r})
+            print("LOADED")
+        except Exception as e:
+            print("REFUSED", e)
+        print(sqlite3.connect(":memory:").execute("select s3vfs_version()").fetchone()[0])
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    first, second = r.stdout.splitlines()
+    assert first.startswith("REFUSED") and "already loaded into another SQLite library" in first, first
+    assert second.count(".") == 2
