@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 LIB := target/release/libs3vfs.so
 
-.PHONY: all build deps demo bench test test-unit test-integration fmt clippy lint server-start server-stop clean
+.PHONY: all build deps demo bench test test-all test-unit test-integration fmt clippy lint server-start server-stop clean
 
 all: build
 
@@ -19,9 +19,14 @@ test-unit: build
 
 test-integration: build
 	scripts/s3-server.sh start
-	trap 'scripts/s3-server.sh stop' EXIT; $(PY) -m pytest -n 2 -q tests
+	trap 'scripts/s3-server.sh stop' EXIT; $(PY) -m pytest -n 2 -q -m "not slow" tests
 
 test: test-unit test-integration
+
+# Everything, with the tests marked slow (a from-scratch `pip install ./python`).
+test-all: build test-unit
+	scripts/s3-server.sh start
+	trap 'scripts/s3-server.sh stop' EXIT; $(PY) -m pytest -n 2 -q tests
 
 demo: build
 	scripts/s3-server.sh start

@@ -1,0 +1,21 @@
+"""s3vfs from apsw: a table kept in S3, written and read back.
+
+Settings come from the environment: S3VFS_BUCKET, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+and for a server other than AWS S3, AWS_ENDPOINT_URL_S3 (AWS_REGION if not us-east-1).
+They can go in the URI instead: file:examples/apsw.db?vfs=s3&bucket=B&endpoint=URL&region=R.
+"""
+
+import apsw
+
+import s3vfs
+
+s3vfs.load(apsw.Connection(":memory:"))  # registers the "s3" VFS for the whole process
+
+flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_URI
+db = apsw.Connection("file:examples/apsw.db?vfs=s3", flags=flags)
+db.execute("create table if not exists notes(id integer primary key, body text)")
+with db:  # one transaction, committed to S3 at the end of the block
+    db.execute("insert into notes(body) values (?)", ("kept in S3",))
+print("notes:", db.execute("select count(*) from notes").fetchone()[0])
+print("s3vfs", db.execute("select s3vfs_version()").fetchone()[0])
+db.close()
