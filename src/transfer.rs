@@ -67,18 +67,12 @@ fn blocks_at(loc: &Location) -> BlockFile {
         .with_concurrency(cfg.concurrency)
 }
 
-/// The file change counter and the rest of the header, or why a copy cannot start now.
+/// The header (with the file change counter), or why a copy cannot start now. The header
+/// is read before the journal is checked: a commit stores its journal before any page
+/// and deletes it after the last one, so either the header read already saw the commit's
+/// page 1 and the journal check catches the commit still in progress, or the commit
+/// writes page 1 later and the header read after the copy differs.
 fn quiet_header(db: &Location) -> Result<Vec<u8>> {
-    let journal = db
-        .client
-        .get_range(&block_key(&journal_name(&db.key), 0), 0, 28)?;
-    if journal.is_some_and(|j| j.iter().any(|&b| b != 0)) {
-        return Err(Error::Busy(format!(
-            "a rollback journal is pending for s3://{}/{} (a writer is committing, or crashed): retry, or open the database once so SQLite rolls the journal back",
-            db.client.config().bucket,
-            db.key
-        )));
-    }
     let header = db
         .client
         .get_range(&block_key(&db.key, 0), 0, 100)?
@@ -86,6 +80,16 @@ fn quiet_header(db: &Location) -> Result<Vec<u8>> {
     if header.len() < 100 || header_size(&header).is_none() {
         return Err(Error::Format(format!(
             "s3://{}/{}/ holds no SQLite database (its first block is missing or not a valid SQLite header)",
+            db.client.config().bucket,
+            db.key
+        )));
+    }
+    let journal = db
+        .client
+        .get_range(&block_key(&journal_name(&db.key), 0), 0, 28)?;
+    if journal.is_some_and(|j| j.iter().any(|&b| b != 0)) {
+        return Err(Error::Busy(format!(
+            "a rollback journal is pending for s3://{}/{} (a writer is committing, or crashed): retry, or open the database once so SQLite rolls the journal back",
             db.client.config().bucket,
             db.key
         )));
