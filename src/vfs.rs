@@ -243,7 +243,7 @@ impl Handle {
     }
 
     fn new_lease(&self) -> Lease {
-        Lease::new(S3Client::new(self.cfg.clone()), &self.name)
+        lease_for(&self.cfg, &self.name)
     }
 
     /// Starts a read transaction on a database: revalidates the cache through block 0
@@ -265,6 +265,11 @@ impl Handle {
         }
         Ok(())
     }
+}
+
+/// The lease object of a database, made the first time a writer in this process needs it.
+fn lease_for(cfg: &Arc<Config>, name: &str) -> Lease {
+    Lease::new(S3Client::new(cfg.clone()), name)
 }
 
 fn log_cleanup_error(e: &Error) {
@@ -708,15 +713,16 @@ unsafe extern "C" fn x_lock(f: *mut sqlite3_file, level: c_int) -> c_int {
     guard(code::IOERR_LOCK, || {
         // SAFETY: SQLite passes an open file.
         let h = unsafe { handle(f) };
-        let (cfg, name) = (h.cfg.clone(), h.name.clone());
-        let lease = move || Lease::new(S3Client::new(cfg), &name);
-        let (file, snapshot) = (h.file.clone(), h.snapshot.clone());
-        let still_current = move || {
+        // Borrowed field by field beside `h.lock`: nothing is cloned unless the lock
+        // actually needs the lease or the snapshot check.
+        let (cfg, name, file, snapshot) = (&h.cfg, &h.name, &h.file, &h.snapshot);
+        let lease = || lease_for(cfg, name);
+        let still_current = || {
             Ok(file
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .revalidate()?
-                == snapshot)
+                == *snapshot)
         };
         let Some(lock) = h.lock.as_mut() else {
             return code::OK;
