@@ -158,9 +158,10 @@ impl Config {
         let locking = match pick("locking", &["S3VFS_LOCKING"]).as_deref() {
             None | Some("lease") => crate::lock::Locking::Lease,
             Some("none") => crate::lock::Locking::None,
+            Some("strict") => crate::lock::Locking::Strict,
             Some(other) => {
                 return Err(Error::Config(format!(
-                    "locking '{other}' is not a locking mode: use locking=lease (default: one writer anywhere, via a lease object in S3) or locking=none (no coordination, as sqlite-s3vfs)"
+                    "locking '{other}' is not a locking mode: use locking=lease (default: one writer anywhere, via a lease object in S3), locking=strict (also: writers wait for readers in other processes) or locking=none (no coordination, as sqlite-s3vfs)"
                 )))
             }
         };

@@ -44,6 +44,9 @@ pub struct LeaseRecord {
     /// Milliseconds since the Unix epoch.
     pub expires_ms: u64,
     pub released: bool,
+    /// The holder waits to write pages (`locking=strict`): new readers must wait.
+    #[serde(default)]
+    pub pending: bool,
 }
 
 impl LeaseRecord {
@@ -103,6 +106,7 @@ pub enum Acquire {
 pub struct Lease {
     client: S3Client,
     key: String,
+    db_name: String,
     owner: String,
     /// ETag of our stored version while held.
     etag: Option<String>,
@@ -110,6 +114,8 @@ pub struct Lease {
     /// one request when nobody wrote in between.
     released_etag: Option<String>,
     renewed: Instant,
+    /// Our stored version says pending (see `set_pending`).
+    pending: bool,
 }
 
 impl Lease {
@@ -117,11 +123,27 @@ impl Lease {
         Lease {
             client,
             key: lease_key(db_name),
+            db_name: db_name.to_string(),
             owner: new_owner(),
             etag: None,
             released_etag: None,
             renewed: Instant::now(),
+            pending: false,
         }
+    }
+
+    /// This process's id in lease and reader-mark objects.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The database this lease is for.
+    pub fn db_name(&self) -> &str {
+        &self.db_name
+    }
+
+    pub fn client(&self) -> &S3Client {
+        &self.client
     }
 
     pub fn is_held(&self) -> bool {
@@ -135,6 +157,7 @@ impl Lease {
             pid: std::process::id(),
             expires_ms: now_ms() + TERM.as_millis() as u64,
             released,
+            pending: self.pending && !released,
         };
         serde_json::to_vec(&r).expect("a lease record always serializes")
     }
@@ -149,6 +172,7 @@ impl Lease {
                 pid: 0,
                 expires_ms: 0,
                 released: true,
+                pending: false,
             });
             (record, etag)
         }))
@@ -201,6 +225,7 @@ impl Lease {
                 pid: 0,
                 expires_ms: 0,
                 released: false,
+                pending: false,
             }),
         })
     }
@@ -239,8 +264,53 @@ impl Lease {
         }
     }
 
+    /// Marks our held lease as pending (`locking=strict`): from now on new readers in
+    /// other processes wait, and the ones already reading are waited for. Renews too.
+    pub fn set_pending(&mut self) -> Result<()> {
+        if self.pending {
+            return self.ensure_held();
+        }
+        let Some(etag) = self.etag.clone() else {
+            return Err(Error::Lease(format!(
+                "writing to {} without holding its lease",
+                self.key
+            )));
+        };
+        self.pending = true;
+        match self
+            .client
+            .put_if(&self.key, &self.record(false), Condition::Matches(&etag))
+        {
+            Ok(CondPut::Stored(etag)) => {
+                self.took(etag);
+                Ok(())
+            }
+            Ok(CondPut::Refused) => {
+                self.pending = false;
+                self.etag = None;
+                Err(Error::Lease(format!(
+                    "the write lease {} expired and another writer took it: this transaction cannot commit; retry it",
+                    self.key
+                )))
+            }
+            Err(e) => {
+                self.pending = false;
+                Err(e)
+            }
+        }
+    }
+
+    /// The live holder of the lease when it is another process waiting to write pages.
+    pub fn pending_writer(&self) -> Result<Option<LeaseRecord>> {
+        Ok(self
+            .read()?
+            .map(|(r, _)| r)
+            .filter(|r| r.pending && r.owner != self.owner && r.live(now_ms())))
+    }
+
     /// Gives the lease up (only our own version: `If-Match`).
     pub fn release(&mut self) -> Result<()> {
+        self.pending = false;
         if let Some(etag) = self.etag.take() {
             if let CondPut::Stored(etag) =
                 self.client

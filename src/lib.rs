@@ -13,6 +13,7 @@ pub mod journal;
 pub mod lease;
 pub mod lock;
 pub mod parallel;
+pub mod readers;
 pub mod s3;
 pub mod stats;
 pub mod store;

@@ -6,13 +6,17 @@
 //! lease (`lease.rs`): at most one writer anywhere, and `xCheckReservedLock` sees it, so
 //! no reader ever mistakes a live writer's journal for a hot one.
 //!
-//! Readers in other processes take no lock in S3 (`locking=lease`): they may read while
-//! a writer stores pages, and see a mix of old and new pages for that moment. SQLite then
-//! sees an inconsistent page and reports an error (typically "database disk image is
+//! With `locking=lease`, readers in other processes take no lock in S3: they may read
+//! while a writer stores pages, and see a mix of old and new pages for that moment. SQLite
+//! then sees an inconsistent page and reports an error (typically "database disk image is
 //! malformed") for that read, which a retry fixes; nothing stored is ever damaged by it.
+//! With `locking=strict`, a process in a read transaction keeps a reader mark in S3 and a
+//! writer at PENDING waits for other processes' marks to go (`readers.rs`), so readers
+//! anywhere see only whole transactions, at the price of a few requests per transaction.
 
 use crate::error::Result;
 use crate::lease::{Acquire, Lease, LeaseRecord};
+use crate::readers::{self, Mark};
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +32,8 @@ pub const EXCLUSIVE: i32 = 4;
 pub enum Locking {
     /// A writer lease in S3 (conditional PUTs): one writer anywhere.
     Lease,
+    /// The lease, plus reader marks: a writer waits for readers in other processes.
+    Strict,
     /// No coordination across processes, as sqlite-s3vfs: for mixed deployments with it.
     None,
 }
@@ -40,6 +46,8 @@ pub struct Entry {
     pending: bool,
     exclusive: bool,
     lease: Option<Lease>,
+    /// This process's reader mark (`locking=strict`), while `shared` > 0.
+    mark: Option<Mark>,
 }
 
 /// A database's lock entry, shared by its connections in this process.
@@ -71,6 +79,8 @@ pub enum Outcome {
     Busy,
     /// Another process holds the writer lease.
     BusyElsewhere(LeaseRecord),
+    /// `locking=strict`: this many readers in other processes must finish first.
+    ReadersElsewhere(usize),
 }
 
 impl Lock {
@@ -101,6 +111,17 @@ impl Lock {
             if e.pending || e.exclusive {
                 return Ok(Outcome::Busy);
             }
+            if self.locking == Locking::Strict && e.mark.is_none() {
+                let lease = e.lease.get_or_insert_with(new_lease);
+                let mark = Mark::register(lease.client().clone(), lease.db_name(), lease.owner())?;
+                // The mark is stored: a writer that flags pending from now on waits for
+                // us; one that flagged it before is seen here.
+                if let Some(holder) = lease.pending_writer()? {
+                    let _ = mark.remove();
+                    return Ok(Outcome::BusyElsewhere(holder));
+                }
+                e.mark = Some(mark);
+            }
             e.shared += 1;
             self.level = SHARED;
             return Ok(Outcome::Granted);
@@ -111,7 +132,7 @@ impl Lock {
             if e.reserved || e.pending || e.exclusive {
                 return Ok(Outcome::Busy);
             }
-            if self.locking == Locking::Lease {
+            if self.locking != Locking::None {
                 let lease = e.lease.get_or_insert_with(new_lease);
                 match lease.acquire()? {
                     Acquire::Quick => {}
@@ -133,6 +154,14 @@ impl Lock {
             // Our own SHARED lock is among the readers counted.
             if e.shared > 1 {
                 return Ok(Outcome::Busy);
+            }
+            // The lease exists: this connection took it at RESERVED.
+            if let (Locking::Strict, Some(lease)) = (self.locking, e.lease.as_mut()) {
+                lease.set_pending()?;
+                let others = readers::live_others(lease.client(), lease.db_name(), lease.owner())?;
+                if others > 0 {
+                    return Ok(Outcome::ReadersElsewhere(others));
+                }
             }
             e.exclusive = true;
             self.level = EXCLUSIVE;
@@ -159,6 +188,17 @@ impl Lock {
         }
         if to == NONE && self.level >= SHARED {
             e.shared = e.shared.saturating_sub(1);
+            if e.shared == 0 {
+                if let Some(mark) = e.mark.take() {
+                    // A mark left behind only delays writers until it expires.
+                    if let Err(err) = mark.remove() {
+                        crate::vfs::log(
+                            crate::vfs::code::IOERR_UNLOCK,
+                            &format!("{err} (removing a reader mark; it expires by itself)"),
+                        );
+                    }
+                }
+            }
         }
         self.level = to;
         released
@@ -181,6 +221,18 @@ impl Lock {
         Ok(lease
             .read()?
             .is_some_and(|(r, _)| !r.released && r.expires_ms > now))
+    }
+
+    /// During a read transaction (`locking=strict`): keeps this process's reader mark
+    /// alive, or fails if it lapsed.
+    pub fn keep_reading(&self) -> Result<()> {
+        if self.locking != Locking::Strict || self.level == NONE {
+            return Ok(());
+        }
+        match locked(&self.entry).mark.as_mut() {
+            Some(mark) => mark.keep_alive(),
+            None => Ok(()),
+        }
     }
 
     /// Before a writer stores anything: the lease must still be ours (renewed if a third

@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex};
 /// The VFS name used in `?vfs=s3`.
 pub const VFS_NAME: &CStr = c"s3";
 
-mod code {
+pub(crate) mod code {
     //! SQLite result codes as `c_int` (the bindings expose them as `u32`).
     use sqlite3ext_sys as s;
     pub const OK: i32 = s::SQLITE_OK as i32;
@@ -614,6 +614,9 @@ unsafe extern "C" fn x_read(
                 std::slice::from_raw_parts_mut(buf as *mut u8, amt as usize),
             )
         };
+        if let Some(Err(e)) = h.lock.as_ref().map(|l| l.keep_reading()) {
+            return report(code::IOERR_READ, &e);
+        }
         let r = h.file().read(out, off as u64);
         match r {
             Ok(false) => code::OK,
@@ -737,6 +740,16 @@ unsafe extern "C" fn x_lock(f: *mut sqlite3_file, level: c_int) -> c_int {
                     &format!(
                         "s3vfs: {} is being written by another process (host {}, pid {}, lease until {} ms since the epoch); set a busy_timeout to wait for it",
                         h.name, holder.host, holder.pid, holder.expires_ms
+                    ),
+                );
+                return code::BUSY;
+            }
+            Ok(Outcome::ReadersElsewhere(n)) => {
+                note(
+                    code::BUSY,
+                    &format!(
+                        "s3vfs: {} has {n} reader(s) in other processes (locking=strict): the commit waits for them; set a busy_timeout longer than their read transactions",
+                        h.name
                     ),
                 );
                 return code::BUSY;

@@ -170,3 +170,135 @@ def test_a_server_that_ignores_conditional_writes_is_refused_before_writing(buck
         assert sqlutil.stored_bytes(bucket, "lock/nocas.db") == before
     finally:
         px.stop()
+
+
+# Moves money between accounts, each on a page of its own, so one transaction rewrites
+# several pages far apart: a reader that saw some but not all of them would see the sum
+# change.
+MOVER = textwrap.dedent("""
+    import random, sqlite3, sys
+    boot = sqlite3.connect(":memory:")
+    boot.enable_load_extension(True)
+    boot.load_extension(sys.argv[1])
+    db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=120)
+    rng = random.Random(int(sys.argv[4]))
+    for _ in range(int(sys.argv[3])):
+        ids = rng.sample(range(1, 65), 8)
+        db.execute("begin immediate")
+        db.execute("update accounts set balance = balance - 7 where id = ?", (ids[0],))
+        for i in ids[1:]:
+            db.execute("update accounts set balance = balance + 1 where id = ?", (i,))
+        db.execute("commit")
+    print("moved", flush=True)
+""")
+
+# Reads the total until told to stop (a line on stdin is not needed: it stops after the
+# given number of seconds), printing how many reads it made and which went wrong.
+AUDITOR = textwrap.dedent("""
+    import json, sqlite3, sys, time
+    boot = sqlite3.connect(":memory:")
+    boot.enable_load_extension(True)
+    boot.load_extension(sys.argv[1])
+    db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=120)
+    reads, wrong, errors = 0, [], []
+    end = time.monotonic() + float(sys.argv[3])
+    while time.monotonic() < end:
+        try:
+            total, n = db.execute("select sum(balance), count(*) from accounts").fetchone()
+            reads += 1
+            if (total, n) != (64000, 64):
+                wrong.append([total, n])
+        except sqlite3.Error as e:
+            errors.append(str(e))
+    print(json.dumps({"reads": reads, "wrong": wrong, "errors": errors}), flush=True)
+""")
+
+
+def accounts_db(bucket, prefix, **params):
+    conn = sqlutil.connect(prefix, bucket, **params)
+    conn.execute("create table accounts(id integer primary key, balance integer, pad blob)")
+    with_pad = [(i, 1000, b"\0" * 3000) for i in range(1, 65)]
+    conn.execute("begin")
+    conn.executemany("insert into accounts values (?, ?, ?)", with_pad)
+    conn.execute("commit")
+    return conn
+
+
+def audit(bucket, prefix, locking, transfers=25, auditors=2, seconds=25):
+    """Runs one mover process and `auditors` reader processes at once; returns the
+    readers' reports."""
+    accounts_db(bucket, prefix, locking=locking).close()
+    uri = s3util.uri(prefix, bucket, locking=locking)
+    readers = [
+        subprocess.Popen([sys.executable, "-c", AUDITOR, s3util.LIB, uri, str(seconds)], stdout=subprocess.PIPE, text=True)
+        for _ in range(auditors)
+    ]
+    mover = subprocess.run(
+        [sys.executable, "-c", MOVER, s3util.LIB, uri, str(transfers), "7"], capture_output=True, text=True, timeout=600
+    )
+    assert mover.returncode == 0 and mover.stdout.strip() == "moved", mover.stderr
+    reports = []
+    for r in readers:
+        out, _ = r.communicate(timeout=600)
+        assert r.returncode == 0
+        reports.append(json.loads(out))
+    conn = sqlutil.connect(prefix, bucket)
+    assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("select sum(balance) from accounts").fetchone()[0] == 64000
+    return reports
+
+
+def test_strict_readers_in_other_processes_never_see_half_a_transaction(bucket):
+    reports = audit(bucket, "lock/strict.db", "strict")
+    for r in reports:
+        assert r["wrong"] == [] and r["errors"] == [], r
+        # The readers really overlapped the writer: each read many times meanwhile.
+        assert r["reads"] >= 10, r
+    # Marks are gone once nobody reads.
+    assert s3util.list_keys(bucket, "lock/strict.db.s3vfs-readers/") == []
+
+
+def test_a_strict_writer_waits_for_a_reader_in_another_process(bucket):
+    conn = accounts_db(bucket, "lock/wait.db", locking="strict")
+    uri = s3util.uri("lock/wait.db", bucket, locking="strict")
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READ_HOLDER, s3util.LIB, uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout.readline().strip() == "READING"
+        marks = s3util.list_keys(bucket, "lock/wait.db.s3vfs-readers/")
+        assert len(marks) == 1, marks
+        conn.execute("pragma busy_timeout = 300")
+        # RESERVED is fine (the journal is written), the commit's EXCLUSIVE is not.
+        conn.execute("begin immediate")
+        conn.execute("update accounts set balance = 0 where id = 1")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            conn.execute("commit")
+        msg = conn.execute("select s3vfs_last_error()").fetchone()[0]
+        assert "1 reader(s) in other processes" in msg, msg
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().strip() == "1000"
+        conn.execute("pragma busy_timeout = 10000")
+        conn.execute("commit")
+    finally:
+        reader.wait(timeout=30)
+    assert conn.execute("select balance from accounts where id = 1").fetchone()[0] == 0
+    assert s3util.list_keys(bucket, "lock/wait.db.s3vfs-readers/") == []
+
+
+# Holds a read transaction open until a line arrives on stdin, then reads once more in
+# it (the value must still be the one from before the writer's commit).
+READ_HOLDER = textwrap.dedent("""
+    import sqlite3, sys
+    boot = sqlite3.connect(":memory:")
+    boot.enable_load_extension(True)
+    boot.load_extension(sys.argv[1])
+    db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
+    db.execute("begin")
+    db.execute("select count(*) from accounts").fetchone()
+    print("READING", flush=True)
+    sys.stdin.readline()
+    print(db.execute("select balance from accounts where id = 1").fetchone()[0], flush=True)
+    db.execute("commit")
+""")

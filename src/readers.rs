@@ -1,0 +1,136 @@
+//! Reader marks for `locking=strict`: SQLite's SHARED lock, over S3.
+//!
+//! A process reading a database keeps one small object under `<name>.s3vfs-readers/`
+//! while any of its connections is in a read transaction. A writer, at PENDING, first
+//! flags its lease as pending and then lists the marks; it writes database pages only when
+//! no other process's mark is live. A reader stores its mark first and then reads the
+//! lease. With S3's read-after-write consistency one of the two always sees the other:
+//! either the reader sees the pending flag and backs off (BUSY), or the writer sees the
+//! mark and waits. This is the same handshake as SQLite's PENDING byte on a local file.
+//!
+//! The expiry is part of the key (`<expires_ms>-<owner>`), so a writer needs one LIST and
+//! no GETs to know which marks are live; a crashed reader's mark stops counting after the
+//! lease term and is deleted by the next writer that sees it.
+
+use crate::error::{Error, Result};
+use crate::lease::TERM;
+use crate::s3::S3Client;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The folder of a database's reader marks; outside `<name>/` and `<name>-journal/`, so the
+/// sqlite-s3vfs layout is untouched.
+pub fn marks_dir(db_name: &str) -> String {
+    format!("{db_name}.s3vfs-readers/")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Splits a mark's key into its expiry and owner.
+fn parse(key: &str, dir: &str) -> Option<(u64, String)> {
+    let (expires, owner) = key.strip_prefix(dir)?.split_once('-')?;
+    Some((expires.parse().ok()?, owner.to_string()))
+}
+
+/// This process's mark on one database.
+pub struct Mark {
+    client: S3Client,
+    dir: String,
+    owner: String,
+    key: String,
+    renewed: Instant,
+}
+
+impl Mark {
+    /// Stores a fresh mark. It must be stored before the caller looks for a pending writer.
+    pub fn register(client: S3Client, db_name: &str, owner: &str) -> Result<Mark> {
+        let dir = marks_dir(db_name);
+        let key = store(&client, &dir, owner)?;
+        Ok(Mark {
+            client,
+            dir,
+            owner: owner.to_string(),
+            key,
+            renewed: Instant::now(),
+        })
+    }
+
+    /// Renews the mark when a third of its term has passed. A read transaction that kept
+    /// no live mark (the process stalled past the term) may have overlapped a writer's
+    /// page writes, so it fails rather than answer from a possibly torn view.
+    pub fn keep_alive(&mut self) -> Result<()> {
+        let age = self.renewed.elapsed();
+        if age < *TERM / 3 {
+            return Ok(());
+        }
+        if age >= *TERM {
+            return Err(Error::Lease(format!(
+                "this read transaction outlived its reader mark in {} ({} s without renewal): a writer may have changed the database under it; run it again",
+                self.dir,
+                age.as_secs()
+            )));
+        }
+        let old = std::mem::replace(&mut self.key, store(&self.client, &self.dir, &self.owner)?);
+        self.renewed = Instant::now();
+        // A leftover old mark only delays writers until it expires.
+        let _ = self.client.delete(&old);
+        Ok(())
+    }
+
+    /// Deletes the mark: this process has no read transaction on the database any more.
+    pub fn remove(self) -> Result<()> {
+        self.client.delete(&self.key)
+    }
+}
+
+fn store(client: &S3Client, dir: &str, owner: &str) -> Result<String> {
+    let expires = now_ms() + TERM.as_millis() as u64;
+    let key = format!("{dir}{expires:013}-{owner}");
+    let body = format!(
+        "{{\"pid\":{},\"expires_ms\":{expires}}}",
+        std::process::id()
+    );
+    client.put(&key, body.as_bytes())?;
+    Ok(key)
+}
+
+/// How many other processes hold a live read mark on `db_name`. Expired marks (of
+/// crashed readers) are deleted on the way.
+pub fn live_others(client: &S3Client, db_name: &str, own_owner: &str) -> Result<usize> {
+    let dir = marks_dir(db_name);
+    let now = now_ms();
+    let mut live = 0;
+    let mut expired = Vec::new();
+    for o in client.list(&dir, None)? {
+        match parse(&o.key, &dir) {
+            Some((_, owner)) if owner == own_owner => {}
+            Some((expires, _)) if expires > now => live += 1,
+            _ => expired.push(o.key),
+        }
+    }
+    if !expired.is_empty() {
+        let _ = client.delete_many(&expired);
+    }
+    Ok(live)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_expiry_and_owner() {
+        let dir = marks_dir("a/b.db");
+        assert_eq!(dir, "a/b.db.s3vfs-readers/");
+        assert_eq!(
+            parse("a/b.db.s3vfs-readers/1700000000000-12-ab-3", &dir),
+            Some((1_700_000_000_000, "12-ab-3".to_string()))
+        );
+        assert_eq!(parse("a/b.db.s3vfs-readers/garbage", &dir), None);
+        assert_eq!(parse("other/0000000000", &dir), None);
+    }
+}
