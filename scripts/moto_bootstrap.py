@@ -2,7 +2,8 @@
 
 moto checks SigV4 only for keys made through its own IAM API, and lets the first
 INITIAL_NO_AUTH_ACTION_COUNT actions through unauthenticated so that such a key can be made.
-Prints shell `export` lines for the key pair.
+Prints shell `export` lines for the key pair. The key may also manage IAM users, so that
+tests can make users with narrower rights (read-only credentials).
 """
 
 import json
@@ -23,7 +24,7 @@ iam.put_user_policy(
     UserName="s3vfs-test",
     PolicyName="s3-all",
     PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*", "iam:*"], "Resource": "*"}]}
     ),
 )
 key = iam.create_access_key(UserName="s3vfs-test")["AccessKey"]

@@ -100,6 +100,17 @@ const SQLITE_URI_PARAMS: &[&str] = &[
 
 /// Refuses URI parameters that neither s3vfs nor SQLite knows: most are typos
 /// (`bukcet=`) that would otherwise be silently ignored.
+/// A database name becomes a key prefix: `<name>/0000000000`. One ending in '/' would
+/// make keys with an empty path segment (`a//0000000000`), which no other tool expects.
+pub fn check_db_name(name: &str) -> Result<()> {
+    if name.ends_with('/') {
+        return Err(Error::Config(format!(
+            "the database name '{name}' ends with '/': name the database itself, as in file:apps/notes.db?vfs=s3 (its blocks go under apps/notes.db/)"
+        )));
+    }
+    Ok(())
+}
+
 pub fn check_uri_keys(keys: &[String]) -> Result<()> {
     match keys
         .iter()

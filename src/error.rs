@@ -59,8 +59,11 @@ impl Error {
     }
 
     /// The advice that goes with an S3 error code, when there is a well-known remedy.
-    fn s3_hint(code: &str, status: u16, bucket: &str) -> String {
+    fn s3_hint(op: &str, code: &str, status: u16, bucket: &str) -> String {
         match code {
+            "AccessDenied" if matches!(op, "PUT" | "DELETE" | "DeleteObjects" | "CreateMultipartUpload" | "UploadPart" | "CompleteMultipartUpload") => format!(
+                "these credentials may not write to bucket '{bucket}' (s3:PutObject / s3:DeleteObject denied): use credentials that may, or open with mode=ro to only read (then nothing is ever written; with locking=strict readers write marks too, so read-only credentials need locking=lease)"
+            ),
             "NoSuchBucket" => format!(
                 "bucket '{bucket}' does not exist at this endpoint: create it, or fix bucket= / S3VFS_BUCKET (and endpoint= / region=)"
             ),
@@ -68,9 +71,9 @@ impl Error {
             "SignatureDoesNotMatch" => "the secret key does not match the access key id: check AWS_SECRET_ACCESS_KEY or the profile in the shared credentials file".to_string(),
             "InvalidToken" | "ExpiredToken" | "TokenRefreshRequired" => "the session token is invalid or expired: refresh AWS_SESSION_TOKEN (or unset it for long-term keys)".to_string(),
             "AccessDenied" => "the credentials lack permission: s3vfs needs s3:ListBucket, s3:GetObject, s3:PutObject and s3:DeleteObject on this bucket and prefix".to_string(),
-            "RequestTimeTooSkewed" => "this machine's clock differs too much from the server's: fix the system time".to_string(),
+            "RequestTimeTooSkewed" => "this machine's clock differs too much from the server's (SigV4 allows 15 minutes): fix the system time, e.g. with NTP".to_string(),
             "AuthorizationHeaderMalformed" | "PermanentRedirect" | "IllegalLocationConstraintException" => {
-                format!("bucket '{bucket}' is in another region: set region= or AWS_REGION to the bucket's region")
+                format!("bucket '{bucket}' is in another region than the one requests are signed for: set region= (URI) or AWS_REGION to the bucket's region")
             }
             "SlowDown" | "ServiceUnavailable" | "InternalError" => {
                 "the server is overloaded or failing: retry later".to_string()
@@ -103,7 +106,7 @@ impl fmt::Display for Error {
                 if !message.is_empty() {
                     write!(f, " ({message})")?;
                 }
-                let hint = Error::s3_hint(code, *status, bucket);
+                let hint = Error::s3_hint(op, code, *status, bucket);
                 if !hint.is_empty() {
                     write!(f, ": {hint}")?;
                 }
@@ -145,6 +148,27 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("s3://nope/db/"), "{text}");
         assert!(text.contains("bucket 'nope' does not exist"), "{text}");
+    }
+
+    #[test]
+    fn expired_tokens_and_read_only_writes_name_the_fix() {
+        let s3 = |op: &'static str, code: &str| Error::S3 {
+            op,
+            bucket: "b".into(),
+            key: "db/0000000000".into(),
+            status: 400,
+            code: code.into(),
+            message: String::new(),
+        };
+        let expired = s3("GET", "ExpiredToken").to_string();
+        assert!(
+            expired.contains("session token is invalid or expired"),
+            "{expired}"
+        );
+        let denied_write = s3("PUT", "AccessDenied").to_string();
+        assert!(denied_write.contains("may not write") && denied_write.contains("mode=ro"));
+        let denied_read = s3("GET", "AccessDenied").to_string();
+        assert!(denied_read.contains("lack permission") && !denied_read.contains("may not write"));
     }
 
     #[test]

@@ -110,16 +110,38 @@ fn register_on_future_connections() -> Result<()> {
     .map(|_| ())
 }
 
+/// An error from an auto-extension fails the open ("automatic extension loading failed:
+/// <message>"), which is how a nameless s3 database is refused before it is used.
 unsafe extern "C" fn on_new_connection(
     db: *mut sqlite3,
-    _pz_err_msg: *mut *mut c_char,
+    pz_err_msg: *mut *mut c_char,
     _p_api: *const sqlite3_api_routines,
 ) -> c_int {
-    catch_unwind(AssertUnwindSafe(|| match register_functions(db) {
-        Ok(()) => 0,
-        Err(_) => SQLITE_ERROR as c_int,
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: SQLite calls auto-extensions with the connection it is opening.
+        if let Some(e) = unsafe { vfs::nameless_database(db) } {
+            vfs::report(SQLITE_ERROR as c_int, &e);
+            set_error_message(pz_err_msg, &e.to_string());
+            return SQLITE_ERROR as c_int;
+        }
+        match register_functions(db) {
+            Ok(()) => 0,
+            Err(_) => SQLITE_ERROR as c_int,
+        }
     }))
     .unwrap_or(SQLITE_ERROR as c_int)
+}
+
+/// Hands SQLite an error message in memory from its own allocator, which it frees.
+fn set_error_message(pz_err_msg: *mut *mut c_char, msg: &str) {
+    let Some(mprintf) = vfs::api().mprintf else {
+        return;
+    };
+    let text = std::ffi::CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    if !pz_err_msg.is_null() {
+        // SAFETY: pz_err_msg is SQLite's out pointer; "%s" with one C string.
+        unsafe { *pz_err_msg = mprintf(c"%s".as_ptr(), text.as_ptr()) };
+    }
 }
 
 /// Wraps a SQL function body so a panic becomes an SQL error rather than an abort.

@@ -60,6 +60,8 @@ struct Reply {
     body: Vec<u8>,
     content_length: Option<u64>,
     etag: Option<String>,
+    /// `x-amz-bucket-region`, which AWS sends with a wrong-region answer.
+    bucket_region: Option<String>,
 }
 
 /// The precondition of a conditional PUT (S3's compare-and-swap).
@@ -462,6 +464,7 @@ impl S3Client {
         };
         let content_length = header("content-length").and_then(|v| v.parse().ok());
         let etag = header("etag");
+        let bucket_region = header("x-amz-bucket-region");
         let body = if method == "HEAD" {
             Vec::new()
         } else {
@@ -476,6 +479,7 @@ impl S3Client {
             body,
             content_length,
             etag,
+            bucket_region,
         })
     }
 
@@ -514,10 +518,20 @@ impl S3Client {
         let looks_like_s3 =
             text.contains("<Error>") || text.contains("<ListBucketResult") || r.body.is_empty();
         let (code, message) = if looks_like_s3 {
-            (
-                error_code(&r.body),
-                xml_text(&text, "Message").unwrap_or_default(),
-            )
+            let code = error_code(&r.body);
+            let mut message = xml_text(&text, "Message").unwrap_or_default();
+            // The facts that make the remedy concrete: where the bucket really is, and
+            // how far apart the clocks are.
+            if let Some(region) = xml_text(&text, "Region").or_else(|| r.bucket_region.clone()) {
+                message.push_str(&format!("; the bucket is in region {region}"));
+            }
+            if let (Some(ours), Some(theirs)) = (
+                xml_text(&text, "RequestTime"),
+                xml_text(&text, "ServerTime"),
+            ) {
+                message.push_str(&format!("; request time {ours}, server time {theirs}"));
+            }
+            (code, message)
         } else {
             (String::new(), "the response is not S3 XML".to_string())
         };

@@ -49,6 +49,7 @@ pub(crate) mod code {
     pub const ERROR: i32 = s::SQLITE_ERROR as i32;
     pub const NOTFOUND: i32 = s::SQLITE_NOTFOUND as i32;
     pub const CANTOPEN: i32 = s::SQLITE_CANTOPEN as i32;
+    pub const NOTADB: i32 = s::SQLITE_NOTADB as i32;
     pub const READONLY: i32 = s::SQLITE_READONLY as i32;
     pub const IOERR_READ: i32 = s::SQLITE_IOERR_READ as i32;
     pub const IOERR_SHORT_READ: i32 = s::SQLITE_IOERR_SHORT_READ as i32;
@@ -259,12 +260,30 @@ impl Handle {
             (r, probe.join())
         });
         self.snapshot = revalidated?;
+        if self.kind == Kind::Database {
+            check_header(&self.snapshot, &self.cfg.bucket, &self.name)?;
+        }
         // A failed probe is not fatal: xAccess asks again.
         if let Ok(Ok(exists)) = exists {
             journal::hint_exists(&jname, exists);
         }
         Ok(())
     }
+}
+
+/// Block 0 of a database must start with SQLite's header (or be all zeros, as SQLite
+/// leaves a database it has not written yet). Anything else at the prefix is not ours to
+/// read or overwrite: SQLite would only say "file is not a database" without saying where.
+fn check_header(header: &[u8], bucket: &str, name: &str) -> Result<()> {
+    if header.is_empty()
+        || header.starts_with(b"SQLite format 3\0")
+        || header.iter().all(|&b| b == 0)
+    {
+        return Ok(());
+    }
+    Err(Error::Format(format!(
+        "s3://{bucket}/{name}/0000000000 does not start with a SQLite header: this prefix holds something other than a SQLite database; check the path (nothing was changed)"
+    )))
 }
 
 /// The lease object of a database, made the first time a writer in this process needs it.
@@ -284,6 +303,7 @@ fn log_cleanup_error(e: &Error) {
 fn open_handle(z_name: *const c_char, name: &str, flags: c_int) -> Result<Handle> {
     let main = flags & code::OPEN_MAIN_DB != 0;
     let cfg = if main {
+        config::check_db_name(name)?;
         config::check_uri_keys(&uri_keys(z_name))?;
         let uri = |p: &str| uri_parameter(z_name, p);
         let cfg = Arc::new(Config::resolve(&uri, &config::process_env)?);
@@ -347,10 +367,16 @@ fn check_existing(file: &mut BlockFile, cfg: &Config, name: &str, flags: c_int) 
             file.set_size_hint(only.len);
             Ok(())
         }
-        [first, ..] if first.index == 0 && first.len != b => Err(Error::Format(format!(
+        [first, ..] if first.index == 0 && first.len != b => {
+            // Another block size, or not a database at all: only the content tells.
+            if let Some(block) = file.get_block(0)? {
+                check_header(&block[..block.len().min(100)], &cfg.bucket, name)?;
+            }
+            Err(Error::Format(format!(
             "the database at {where_} is stored in {}-byte blocks but block_size is {b}: open it with block_size={} (URI) or S3VFS_BLOCK_SIZE={}",
             first.len, first.len, first.len
-        ))),
+        )))
+        }
         _ => Ok(()),
     }
 }
@@ -760,7 +786,11 @@ unsafe extern "C" fn x_lock(f: *mut sqlite3_file, level: c_int) -> c_int {
             h.file().forget_size();
             if let Err(e) = h.begin_read() {
                 let _ = h.lock.as_mut().map(|l| l.unlock(lock::NONE));
-                return report(code::IOERR_LOCK, &e);
+                let rc = match e {
+                    Error::Format(_) => code::NOTADB,
+                    _ => code::IOERR_LOCK,
+                };
+                return report(rc, &e);
             }
         }
         code::OK
@@ -845,6 +875,44 @@ static IO_METHODS: sqlite3_io_methods = sqlite3_io_methods {
     xFetch: None,
     xUnfetch: None,
 };
+
+/// SQLite makes a private temporary database of an empty name (and keeps `:memory:` in
+/// memory), opening nothing through the VFS until it spills. With `vfs=s3` that is never
+/// what was meant (`file:?vfs=s3`: the path was forgotten) and would silently keep the data
+/// out of S3, so a new connection is checked here, from the auto-extension.
+///
+/// # Safety
+/// `db` must be a connection SQLite is opening or has opened, not yet closed.
+pub unsafe fn nameless_database(db: *mut sqlite_loadable::ext::sqlite3) -> Option<Error> {
+    const FCNTL_VFS_POINTER: c_int = 27;
+    let a = api();
+    let (control, filename, find) = (a.file_control?, a.db_filename?, a.vfs_find?);
+    let mut vfs: *mut sqlite3_vfs = std::ptr::null_mut();
+    // SAFETY: `db` is the connection SQLite is opening; "main" always exists, and
+    // FCNTL_VFS_POINTER writes one VFS pointer to the out address.
+    let rc = unsafe {
+        control(
+            db,
+            c"main".as_ptr(),
+            FCNTL_VFS_POINTER,
+            &mut vfs as *mut *mut sqlite3_vfs as *mut c_void,
+        )
+    };
+    // SAFETY: a NUL-terminated name; the result is NULL or a VFS that lives for the process.
+    let ours = unsafe { find(VFS_NAME.as_ptr()) };
+    if rc != 0 || vfs.is_null() || vfs != ours {
+        return None;
+    }
+    // SAFETY: as above; the result is NULL or a NUL-terminated string owned by SQLite.
+    let name = unsafe { filename(db, c"main".as_ptr()) };
+    // SAFETY: checked non-NULL first; reading its first byte only.
+    let empty = name.is_null() || unsafe { *name } == 0;
+    empty.then(|| {
+        Error::Config(
+            "the database name is empty (or :memory:): with vfs=s3 the URI's path is the key prefix in the bucket, as in file:apps/notes.db?vfs=s3&bucket=...; a nameless database would never reach S3".into(),
+        )
+    })
+}
 
 /// Registers the `s3` VFS once per process (not as the default).
 pub fn register() -> std::result::Result<(), String> {

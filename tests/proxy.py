@@ -14,6 +14,10 @@ A `fail` callback gets (method, path-with-query, request number) and returns Non
 forward, "reset" to drop the connection, "lose-response" to forward the request and then
 drop the connection before answering (the request took effect, the client cannot know),
 or an HTTP status (e.g. 503) to answer with an S3-style error instead of forwarding.
+
+A `judge` callback gets (method, path-with-query, request headers) and returns None to go
+on, or (status, S3 error XML) to answer with: it plays a check that moto does not make but
+AWS S3 does (the signing region, the clock), with AWS's own error documents.
 """
 
 import http.client
@@ -38,10 +42,11 @@ def classify(method, path):
 
 
 class Proxy:
-    def __init__(self, upstream, delay=0.0, fail=None):
+    def __init__(self, upstream, delay=0.0, fail=None, judge=None):
         self.upstream = urllib.parse.urlsplit(upstream)
         self.delay = delay
         self.fail = fail
+        self.judge = judge
         self.counts = {}
         self.total = 0
         self.lock = threading.Lock()
@@ -64,9 +69,9 @@ class Proxy:
         self.server.server_close()
 
 
-def start(upstream, delay=0.0, fail=None):
+def start(upstream, delay=0.0, fail=None, judge=None):
     """Starts a proxy on a free 127.0.0.1 port; returns (its URL, the Proxy)."""
-    proxy = Proxy(upstream, delay, fail)
+    proxy = Proxy(upstream, delay, fail, judge)
     local = threading.local()
 
     class Handler(BaseHTTPRequestHandler):
@@ -85,6 +90,16 @@ def start(upstream, delay=0.0, fail=None):
                 proxy.counts[kind] = proxy.counts.get(kind, 0) + 1
             if proxy.delay:
                 time.sleep(proxy.delay)
+            verdict = proxy.judge(self.command, self.path, self.headers) if proxy.judge else None
+            if verdict is not None:
+                status, payload = verdict
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+                return
             action = proxy.fail(self.command, self.path, n) if proxy.fail else None
             if action == "reset":
                 self.close_connection = True

@@ -4,6 +4,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import s3util
 import sqlutil
 
@@ -39,6 +41,7 @@ def test_functions_exist_on_connections_opened_after_loading(bucket):
     assert version.count(".") == 2
 
 
+@pytest.mark.exact_requests
 def test_one_row_autocommit_insert_request_count(bucket):
     """Records the request cost of the smallest write; the speed work lowers it."""
     conn = sqlutil.connect("py/count.db", bucket)

@@ -8,8 +8,12 @@ a regression that adds a request per page or a listing per transaction breaks th
 import json
 import sqlite3
 
+import pytest
+
 import s3util
 import sqlutil
+
+pytestmark = pytest.mark.exact_requests
 
 
 def cli_stats(script):

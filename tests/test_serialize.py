@@ -40,6 +40,7 @@ def get(bucket, key):
     return s3util.boto3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
+@pytest.mark.exact_requests
 def test_a_50_megabyte_database_round_trips_byte_for_byte(bucket, tmp_path, monkeypatch):
     monkeypatch.setenv("S3VFS_BUCKET", bucket)
     # 64 KiB blocks keep this at ~800 objects: the local moto server stores ~150 per second.
