@@ -26,6 +26,7 @@
 
 const fs = require('fs');
 const path = require('path');
+const { isMainThread } = require('worker_threads');
 
 if (process.env.SQLITE_USE_URI === undefined) {
   // Node passes this to setenv(), where better-sqlite3's addon reads it with getenv().
@@ -63,11 +64,16 @@ function load(db) {
   }
   if (!urisAreOn(db)) {
     const now = process.env.SQLITE_USE_URI;
-    const why =
+    let why =
       now === '1'
         ? 'SQLITE_USE_URI is "1" now, so it was set after the addon had loaded, or this ' +
           'better-sqlite3 is older than 12.3.0'
         : `SQLITE_USE_URI is ${now === undefined ? 'unset' : JSON.stringify(now)} here`;
+    if (!isMainThread) {
+      // A worker's process.env is its own copy: setting it there never reaches getenv().
+      why += ' (in a worker thread, whose process.env native code does not see: require ' +
+        's3vfs in the main thread before starting workers)';
+    }
     throw new Error(
       "s3vfs: URI filenames are off in this better-sqlite3's SQLite, so " +
         "'file:...?vfs=s3' would open a local file of that name, not the s3 VFS. " +

@@ -305,6 +305,35 @@ new Database('file:guarded.db?vfs=s3').close();
     assert leftovers(run_dir) == ["file:guarded.db?vfs=s3"]
 
 
+WORKER = """
+const { Worker, isMainThread, parentPort } = require('worker_threads');
+if (isMainThread) {
+  if (process.argv[2] === 'main-requires-s3vfs') require('s3vfs');
+  new Worker(__filename).on('message', (m) => console.log(m));
+} else {
+  const s3vfs = require('s3vfs');
+  const Database = require('better-sqlite3');
+  try {
+    s3vfs.load(new Database(':memory:'));
+    const db = new Database('file:worker/w.db?vfs=s3');
+    db.exec('create table t(x); insert into t values (1)');
+    parentPort.postMessage('worker wrote ' + db.prepare('select count(*) from t').pluck().get());
+  } catch (e) {
+    parentPort.postMessage(e.message);
+  }
+}
+"""
+
+
+def test_a_worker_thread_needs_s3vfs_required_by_the_main_thread(node_app, run_dir, bucket):
+    # A worker's process.env is a copy that better-sqlite3's getenv() never sees.
+    [alone] = run_js(WORKER, run_dir, bucket=bucket)
+    assert alone.startswith(URIS_OFF) and "in a worker thread" in alone, alone
+    assert run_js(WORKER, run_dir, "main-requires-s3vfs", bucket=bucket) == ["worker wrote 1"]
+    assert "worker/w.db/0000000000" in s3util.list_keys(bucket, "worker/w.db/")
+    assert leftovers(run_dir) == []
+
+
 def test_load_rejects_what_is_not_a_better_sqlite3_database(node_app, run_dir):
     out = run_js("""
 try { require('s3vfs').load({}); } catch (e) { console.log(e.constructor.name + ': ' + e.message); }
