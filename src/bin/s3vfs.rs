@@ -10,7 +10,7 @@
 //! scripts can rely on (see [`EXIT_CODES`]).
 
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use s3vfs::config::{self, Config};
 use s3vfs::error::{Error, Result};
 use s3vfs::journal::journal_name;
@@ -25,7 +25,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Shown at the end of every `--help`.
@@ -160,10 +161,31 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", in_command_terms(&e.to_string()));
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// The library's messages name URI parameters (`bucket=`, `endpoint=`); here the same
+/// settings are the URL and options.
+fn in_command_terms(message: &str) -> String {
+    [
+        (
+            "fix bucket= / S3VFS_BUCKET (and endpoint= / region=)",
+            "fix the bucket in the URL (and --endpoint / --region)",
+        ),
+        (
+            "check bucket= and endpoint=",
+            "check the bucket in the URL and --endpoint",
+        ),
+        ("set region= (URI) or AWS_REGION", "pass --region or set AWS_REGION"),
+        ("check endpoint= / AWS_ENDPOINT_URL_S3", "check --endpoint / AWS_ENDPOINT_URL_S3"),
+        ("expected e.g. endpoint=", "expected e.g. --endpoint "),
+        ("AWS_PROFILE or profile=", "AWS_PROFILE or --profile"),
+    ]
+    .iter()
+    .fold(message.to_string(), |m, (from, to)| m.replace(from, to))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -631,8 +653,8 @@ fn rm(s3: &S3Options, url: &str, yes: bool) -> Result<()> {
         client.delete_many(&rest)?;
     }
     client.delete(&lease_key)?;
-    let objects = blocks.len() + journal.len() + marks.len() + 1;
-    println!("deleted {name}: {what} ({objects} objects)");
+    let objects = blocks.len() + journal.len() + marks.len() + usize::from(has_lease);
+    println!("deleted {name}: {what}; {objects} objects in all");
     Ok(())
 }
 
@@ -647,20 +669,33 @@ fn confirm(question: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-/// Progress on stderr: a bar on a terminal; with `--progress` elsewhere, one plain line
-/// a second (for logs); else nothing.
-struct Bar(Option<ProgressBar>);
+/// Progress on stderr: a bar on a terminal; with `--progress` elsewhere (a log), a plain
+/// line at most once a second; else nothing.
+enum Bar {
+    Off,
+    Terminal(ProgressBar),
+    Lines {
+        verb: String,
+        total: AtomicU64,
+        done: AtomicU64,
+        last: Mutex<Instant>,
+    },
+}
 
 impl Bar {
     fn new(verb: &str, forced: bool) -> Bar {
-        let target = if std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else if forced {
-            ProgressDrawTarget::term_like_with_hz(Box::new(PlainLines), 1)
-        } else {
-            return Bar(None);
-        };
-        let bar = ProgressBar::with_draw_target(None, target);
+        if !std::io::stderr().is_terminal() {
+            return match forced {
+                true => Bar::Lines {
+                    verb: verb.to_string(),
+                    total: AtomicU64::new(0),
+                    done: AtomicU64::new(0),
+                    last: Mutex::new(Instant::now()),
+                },
+                false => Bar::Off,
+            };
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         let style = ProgressStyle::with_template(
             "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}, {eta} left",
         )
@@ -668,62 +703,56 @@ impl Bar {
         .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(verb.to_string());
-        Bar(Some(bar))
+        Bar::Terminal(bar)
     }
 
     fn done(&self) {
-        if let Some(b) = &self.0 {
-            b.finish_and_clear();
+        match self {
+            Bar::Terminal(b) => b.finish_and_clear(),
+            Bar::Lines { .. } => self.line(),
+            Bar::Off => {}
+        }
+    }
+
+    fn line(&self) {
+        if let Bar::Lines {
+            verb, total, done, ..
+        } = self
+        {
+            let (total, done) = (total.load(Relaxed), done.load(Relaxed));
+            let pct = if total == 0 { 100 } else { done * 100 / total };
+            eprintln!("{verb}: {pct}% ({done} of {total} bytes)");
         }
     }
 }
 
 impl Progress for Bar {
-    fn start(&self, total: u64) {
-        if let Some(b) = &self.0 {
-            b.set_length(total);
-            b.set_position(0);
+    fn start(&self, size: u64) {
+        match self {
+            Bar::Terminal(b) => {
+                b.set_length(size);
+                b.set_position(0);
+            }
+            Bar::Lines { total, done, .. } => {
+                total.store(size, Relaxed);
+                done.store(0, Relaxed);
+            }
+            Bar::Off => {}
         }
     }
 
     fn advance(&self, bytes: u64) {
-        if let Some(b) = &self.0 {
-            b.inc(bytes);
+        match self {
+            Bar::Terminal(b) => b.inc(bytes),
+            Bar::Lines { done, last, .. } => {
+                done.fetch_add(bytes, Relaxed);
+                let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed().as_secs() >= 1 {
+                    *last = Instant::now();
+                    self.line();
+                }
+            }
+            Bar::Off => {}
         }
-    }
-}
-
-/// A draw target that only writes lines: no cursor movement, so a log gets one line per
-/// redraw instead of escape codes.
-#[derive(Debug)]
-struct PlainLines;
-
-impl TermLike for PlainLines {
-    fn width(&self) -> u16 {
-        100
-    }
-    fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn write_line(&self, s: &str) -> std::io::Result<()> {
-        writeln!(std::io::stderr(), "{s}")
-    }
-    fn write_str(&self, s: &str) -> std::io::Result<()> {
-        write!(std::io::stderr(), "{s}")
-    }
-    fn clear_line(&self) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn flush(&self) -> std::io::Result<()> {
-        std::io::stderr().flush()
     }
 }
