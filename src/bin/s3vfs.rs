@@ -607,12 +607,12 @@ fn rm(s3: &S3Options, url: &str, yes: bool) -> Result<()> {
     }
     refuse_if_written(&db, "delete")?;
     let bytes: u64 = blocks.iter().map(|o| o.size).sum();
-    let mut what = format!("{} blocks ({bytes} bytes)", blocks.len());
+    let mut what = format!("{} ({bytes} bytes)", count(blocks.len(), "block"));
     if !journal.is_empty() {
-        what += &format!(", a journal of {} blocks", journal.len());
+        what += &format!(", its journal ({})", count(journal.len(), "block"));
     }
     if !marks.is_empty() {
-        what += &format!(", {} reader marks", marks.len());
+        what += &format!(", {}", count(marks.len(), "reader mark"));
     }
     if has_lease {
         what += ", the lease object";
@@ -656,6 +656,11 @@ fn rm(s3: &S3Options, url: &str, yes: bool) -> Result<()> {
     let objects = blocks.len() + journal.len() + marks.len() + usize::from(has_lease);
     println!("deleted {name}: {what}; {objects} objects in all");
     Ok(())
+}
+
+/// `n thing` or `n things`.
+fn count(n: usize, thing: &str) -> String {
+    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Asks on stderr and reads one line from stdin: only `y` or `yes` confirm.
