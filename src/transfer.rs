@@ -484,7 +484,12 @@ fn check_local_database(path: &Path, file: &File, len: u64) -> Result<()> {
 /// written. Everything is checked before the first write: the file is a SQLite database
 /// in a rollback-journal mode with no hot journal, and `db` holds nothing unless
 /// `replace`, which then also deletes stale blocks past the new end and any journal.
-pub fn import_file(path: &Path, db: &Location, replace: bool, progress: &dyn Progress) -> Result<u64> {
+pub fn import_file(
+    path: &Path,
+    db: &Location,
+    replace: bool,
+    progress: &dyn Progress,
+) -> Result<u64> {
     let file = File::open(path).map_err(|e| local_error(path, "open", e))?;
     let meta = file.metadata().map_err(|e| local_error(path, "read", e))?;
     if meta.is_dir() {
@@ -519,7 +524,12 @@ pub fn import_file(path: &Path, db: &Location, replace: bool, progress: &dyn Pro
 /// beside `path` and renamed over it only when complete. An existing `path` is refused
 /// unless `force`; a `-journal` or `-wal` file beside it always is, since SQLite would
 /// apply it to the copy.
-pub fn export_file(db: &Location, path: &Path, force: bool, progress: &dyn Progress) -> Result<u64> {
+pub fn export_file(
+    db: &Location,
+    path: &Path,
+    force: bool,
+    progress: &dyn Progress,
+) -> Result<u64> {
     let shown = path.display();
     if path.is_dir() {
         return Err(Error::Refused(format!(
@@ -563,11 +573,10 @@ pub fn export_file(db: &Location, path: &Path, force: bool, progress: &dyn Progr
         file.sync_all().map_err(|e| local_error(&tmp, "write", e))?;
         Ok(size)
     };
-    let copied = with_snapshot(&db, copy, drop)
-        .and_then(|size| {
-            std::fs::rename(&tmp, path).map_err(|e| local_error(path, "write", e))?;
-            Ok(size)
-        });
+    let copied = with_snapshot(&db, copy, drop).and_then(|size| {
+        std::fs::rename(&tmp, path).map_err(|e| local_error(path, "write", e))?;
+        Ok(size)
+    });
     if copied.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -616,5 +625,67 @@ mod tests {
         assert_eq!(p % 4096, 0);
         assert!(huge.div_ceil(p) < 10_000);
         assert_eq!(part_size(1 << 20, 4097) % 4097, 0);
+    }
+
+    /// A location on an endpoint nothing listens on: any request would fail with
+    /// `Error::Transport`, so a refusal proves nothing was sent.
+    fn unreachable(key: &str) -> Location {
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("AK".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("SK".to_string()),
+            _ => None,
+        };
+        let uri = |k: &str| match k {
+            "bucket" => Some("b".to_string()),
+            "endpoint" => Some("http://127.0.0.1:9".to_string()),
+            _ => None,
+        };
+        Location {
+            client: S3Client::new(Arc::new(Config::resolve(&uri, &env).unwrap())),
+            key: key.into(),
+        }
+    }
+
+    #[test]
+    fn local_files_are_checked_before_any_request() {
+        let dir = std::env::temp_dir().join(format!("s3vfs-transfer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = unreachable("x.db");
+        let refused = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            match import_file(&path, &db, false, &()) {
+                Err(Error::Refused(msg)) => msg,
+                other => panic!("{name}: {other:?}"),
+            }
+        };
+        assert!(refused("a.csv", b"id,body\n1,x\n").contains("not a SQLite database"));
+        let mut wal = header(4096, 1);
+        wal.resize(4096, 0);
+        wal[18] = 2;
+        wal[19] = 2;
+        assert!(refused("wal.db", &wal).contains("WAL mode"));
+        let mut plain = header(4096, 1);
+        plain.resize(4096, 0);
+        std::fs::write(dir.join("hot.db-journal"), [0xd9u8; 28]).unwrap();
+        assert!(refused("hot.db", &plain).contains("unfinished transaction"));
+        assert!(matches!(
+            import_file(&dir.join("missing.db"), &db, false, &()),
+            Err(Error::NotFound(_))
+        ));
+        // Export: an existing file without `force`, and a journal beside the target.
+        std::fs::write(dir.join("old.db"), b"keep").unwrap();
+        let e = export_file(&db, &dir.join("old.db"), false, &()).unwrap_err();
+        assert!(
+            matches!(&e, Error::Refused(m) if m.contains("--force")),
+            "{e}"
+        );
+        let e = export_file(&db, &dir.join("hot.db"), true, &()).unwrap_err();
+        assert!(
+            matches!(&e, Error::Refused(m) if m.contains("hot.db-journal exists")),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(dir.join("old.db")).unwrap(), b"keep");
+        std::fs::remove_dir_all(dir).ok();
     }
 }

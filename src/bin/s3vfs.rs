@@ -179,8 +179,14 @@ fn in_command_terms(message: &str) -> String {
             "check bucket= and endpoint=",
             "check the bucket in the URL and --endpoint",
         ),
-        ("set region= (URI) or AWS_REGION", "pass --region or set AWS_REGION"),
-        ("check endpoint= / AWS_ENDPOINT_URL_S3", "check --endpoint / AWS_ENDPOINT_URL_S3"),
+        (
+            "set region= (URI) or AWS_REGION",
+            "pass --region or set AWS_REGION",
+        ),
+        (
+            "check endpoint= / AWS_ENDPOINT_URL_S3",
+            "check --endpoint / AWS_ENDPOINT_URL_S3",
+        ),
         ("expected e.g. endpoint=", "expected e.g. --endpoint "),
         ("AWS_PROFILE or profile=", "AWS_PROFILE or --profile"),
     ]
@@ -445,8 +451,16 @@ fn ls(s3: &S3Options, url: &str) -> Result<()> {
         "SIZE", "BLOCK_SIZE", "PAGE_SIZE", "JOURNAL"
     );
     for ((name, f), header) in found.iter().zip(headers) {
-        let last = f.blocks.iter().max_by_key(|b| b.0).expect("block 0 is there");
-        let first = f.blocks.iter().find(|b| b.0 == 0).expect("block 0 is there");
+        let last = f
+            .blocks
+            .iter()
+            .max_by_key(|b| b.0)
+            .expect("block 0 is there");
+        let first = f
+            .blocks
+            .iter()
+            .find(|b| b.0 == 0)
+            .expect("block 0 is there");
         let size = last.0 * first.1 + last.1;
         // One block only: any block size at least its length reads it.
         let block_size = if f.blocks.len() > 1 {
@@ -459,7 +473,9 @@ fn ls(s3: &S3Options, url: &str) -> Result<()> {
             .and_then(Header::parse)
             .map_or("not-sqlite".to_string(), |h| h.page_size.to_string());
         let journal = if f.journal { "yes" } else { "-" };
-        println!("{size:>14}  {block_size:>10}  {page_size:>9}  {journal:>7}  s3://{bucket}/{name}");
+        println!(
+            "{size:>14}  {block_size:>10}  {page_size:>9}  {journal:>7}  s3://{bucket}/{name}"
+        );
     }
     Ok(())
 }
@@ -557,7 +573,9 @@ fn info(s3: &S3Options, url: &str) -> Result<()> {
     let lease = match Lease::new(db.client.clone(), &db.key).read()? {
         None => "none".to_string(),
         Some((r, _)) if r.live(lease::now_ms()) => format!("held: {}", holder(&r)),
-        Some((r, _)) if r.released => format!("free (last released by host {}, pid {})", r.host, r.pid),
+        Some((r, _)) if r.released => {
+            format!("free (last released by host {}, pid {})", r.host, r.pid)
+        }
         Some((r, _)) => format!(
             "free (expired {}, last holder host {}, pid {})",
             utc(r.expires_ms),
@@ -725,7 +743,7 @@ impl Bar {
         } = self
         {
             let (total, done) = (total.load(Relaxed), done.load(Relaxed));
-            let pct = if total == 0 { 100 } else { done * 100 / total };
+            let pct = (done * 100).checked_div(total).unwrap_or(100);
             eprintln!("{verb}: {pct}% ({done} of {total} bytes)");
         }
     }
@@ -759,5 +777,82 @@ impl Progress for Bar {
             }
             Bar::Off => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_bucket_and_key() {
+        let ok = |u: &str| parse_url(u).unwrap();
+        assert_eq!(ok("s3://b/apps/x.db"), ("b".into(), "apps/x.db".into()));
+        assert_eq!(ok("s3://b"), ("b".into(), String::new()));
+        for bad in ["b/x.db", "https://b/x.db", "s3:///x.db", "s3://"] {
+            assert_eq!(exit_code(&parse_url(bad).unwrap_err()), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_the_kind_of_error() {
+        let s3 = |code: &str, status| Error::S3 {
+            op: "LIST",
+            bucket: "b".into(),
+            key: "x".into(),
+            status,
+            code: code.into(),
+            message: String::new(),
+        };
+        assert_eq!(exit_code(&s3("NoSuchBucket", 404)), 2);
+        assert_eq!(exit_code(&s3("SignatureDoesNotMatch", 403)), 2);
+        assert_eq!(exit_code(&s3("", 404)), 2);
+        assert_eq!(exit_code(&s3("InternalError", 500)), 1);
+        assert_eq!(exit_code(&s3("AccessDenied", 403)), 1);
+        assert_eq!(exit_code(&Error::NotFound("x".into())), 3);
+        assert_eq!(exit_code(&Error::Refused("x".into())), 4);
+        assert_eq!(exit_code(&Error::Io("x".into())), 1);
+        assert_eq!(exit_code(&Error::Busy("x".into())), 1);
+    }
+
+    #[test]
+    fn library_messages_speak_of_options() {
+        let e = s3("NoSuchBucket");
+        let text = in_command_terms(&e.to_string());
+        assert!(
+            text.contains("--endpoint") && !text.contains("bucket="),
+            "{text}"
+        );
+
+        fn s3(code: &str) -> Error {
+            Error::S3 {
+                op: "LIST",
+                bucket: "b".into(),
+                key: "x".into(),
+                status: 404,
+                code: code.into(),
+                message: String::new(),
+            }
+        }
+    }
+
+    #[test]
+    fn headers_parse_their_fields() {
+        let mut h = vec![0u8; 100];
+        h[..16].copy_from_slice(b"SQLite format 3\0");
+        h[16..18].copy_from_slice(&1u16.to_be_bytes()); // 65536
+        h[18] = 1;
+        h[19] = 1;
+        h[24..28].copy_from_slice(&9u32.to_be_bytes());
+        h[28..32].copy_from_slice(&3u32.to_be_bytes());
+        h[56..60].copy_from_slice(&2u32.to_be_bytes());
+        h[60..64].copy_from_slice(&7u32.to_be_bytes());
+        h[92..96].copy_from_slice(&9u32.to_be_bytes());
+        let p = Header::parse(&h).unwrap();
+        assert_eq!((p.page_size, p.page_count, p.user_version), (65536, 3, 7));
+        assert_eq!(p.size, Some(3 * 65536));
+        assert_eq!(p.encoding(), "UTF-16le");
+        assert!(p.journal_mode().starts_with("rollback"));
+        assert!(Header::parse(&h[..99]).is_none());
     }
 }
