@@ -1,7 +1,9 @@
 """Builds the s3vfs extension with cargo and puts the library inside the `s3vfs` package.
 
-`pip install ./python` (from a checkout of the repository) runs `cargo build --release` on
-the crate one directory up, as `make build` does, and copies `libs3vfs.so` into the wheel.
+`pip install ./python` (from a checkout of the repository) runs
+`cargo build --release --lib --no-default-features` on the crate one directory up, and copies
+`libs3vfs.so` into the wheel: the library alone, without the `s3vfs` command and its
+dependencies (the crate's default feature `cli`).
 With S3VFS_PREBUILT_LIB naming an already built library it copies that one and compiles
 nothing (CI builds the library once and reuses it).
 
@@ -55,9 +57,10 @@ def prebuilt_lib():
 
 
 def cargo_build():
-    """Runs `cargo build --release --lib` and returns the path of the cdylib it made."""
+    """Runs `cargo build --release --lib --no-default-features` (the extension without the
+    `s3vfs` command's dependencies) and returns the path of the cdylib it made."""
     cmd = [
-        "cargo", "build", "--release", "--lib",
+        "cargo", "build", "--release", "--lib", "--no-default-features",
         "--manifest-path", str(CRATE / "Cargo.toml"),
         "--message-format=json-render-diagnostics",
     ]

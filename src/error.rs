@@ -41,6 +41,11 @@ pub enum Error {
     Lease(String),
     /// The database is being written by someone else right now.
     Busy(String),
+    /// An operation was refused to protect data: it would overwrite something, a live
+    /// writer holds the lease, or the input is not a SQLite database. Nothing was changed.
+    Refused(String),
+    /// A local file could not be read or written (the `s3vfs` command's import and export).
+    Io(String),
 }
 
 impl Error {
@@ -55,6 +60,8 @@ impl Error {
             Error::ReadOnly(_) => "read_only",
             Error::Lease(_) => "lease",
             Error::Busy(_) => "busy",
+            Error::Refused(_) => "refused",
+            Error::Io(_) => "io",
         }
     }
 
@@ -124,7 +131,9 @@ impl fmt::Display for Error {
             | Error::NotFound(msg)
             | Error::ReadOnly(msg)
             | Error::Lease(msg)
-            | Error::Busy(msg) => write!(f, "s3vfs: {msg}"),
+            | Error::Busy(msg)
+            | Error::Refused(msg)
+            | Error::Io(msg) => write!(f, "s3vfs: {msg}"),
         }
     }
 }

@@ -50,7 +50,8 @@ pub struct LeaseRecord {
 }
 
 impl LeaseRecord {
-    fn live(&self, now_ms: u64) -> bool {
+    /// Held, and not expired at `now_ms` (milliseconds since the Unix epoch).
+    pub fn live(&self, now_ms: u64) -> bool {
         !self.released && self.expires_ms > now_ms
     }
 }
@@ -60,7 +61,8 @@ pub fn lease_key(db_name: &str) -> String {
     format!("{db_name}.s3vfs-lease")
 }
 
-fn now_ms() -> u64 {
+/// The wall clock in milliseconds since the Unix epoch, as leases count time.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

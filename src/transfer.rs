@@ -4,13 +4,19 @@
 //!
 //! Both stream in chunks (blocks are fetched and stored in parallel), so memory stays
 //! bounded by the part size times the parallelism, whatever the database size.
+//!
+//! [`import_file`] and [`export_file`] do the same between the block layout and a local
+//! file, for the `s3vfs` command.
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::journal::journal_name;
 use crate::parallel::par_map;
 use crate::s3::S3Client;
-use crate::store::{block_key, header_size, BlockFile};
+use crate::store::{block_key, header_size, Block, BlockFile};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Smallest multipart part (S3 wants ≥ 5 MiB; larger parts mean fewer requests).
@@ -23,6 +29,20 @@ const PARALLEL_PARTS: usize = 4;
 const SNAPSHOT_ATTEMPTS: usize = 3;
 /// Largest database `s3vfs_serialize(prefix)` returns as a BLOB.
 pub const MAX_BLOB: u64 = 256 << 20;
+
+/// Hears how far a whole-database copy has got (the `s3vfs` command draws a bar).
+pub trait Progress: Sync {
+    /// A copy of `total` bytes starts (again, when a snapshot is retried).
+    fn start(&self, total: u64);
+    /// `bytes` more were copied.
+    fn advance(&self, bytes: u64);
+}
+
+/// No progress reports.
+impl Progress for () {
+    fn start(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
 
 /// A place in S3: a client for its bucket and the key or prefix within it.
 pub struct Location {
@@ -184,9 +204,25 @@ pub fn part_size(size: u64, block_size: u64) -> u64 {
 
 /// Reads the database's bytes `[start, end)` from its blocks, in parallel.
 fn read_span(db: &BlockFile, concurrency: usize, start: u64, end: u64) -> Result<Vec<u8>> {
+    read_span_reporting(db, concurrency, start, end, &())
+}
+
+/// [`read_span`], reporting each block fetched.
+fn read_span_reporting(
+    db: &BlockFile,
+    concurrency: usize,
+    start: u64,
+    end: u64,
+    progress: &dyn Progress,
+) -> Result<Vec<u8>> {
     let b = db.block_size();
     let indices: Vec<u64> = (start / b..end.div_ceil(b)).collect();
-    let blocks = par_map(&indices, concurrency, |&i| db.get_block(i))?;
+    let blocks = par_map(&indices, concurrency, |&i| {
+        let block = db.get_block(i)?;
+        let wanted = (i * b).max(start)..((i + 1) * b).min(end);
+        progress.advance(wanted.end - wanted.start);
+        Ok(block)
+    })?;
     let mut out = Vec::with_capacity((end - start) as usize);
     for (&i, block) in indices.iter().zip(blocks) {
         let block = block.ok_or_else(|| {
@@ -307,24 +343,44 @@ pub fn deserialize(source: &Location, db: &Location, replace: bool) -> Result<u6
             "{dest}/ already holds a database: pass 'replace' as the third argument to overwrite it; nothing was written"
         )));
     }
-    let b = target.block_size();
-    let concurrency = db.client.config().concurrency;
-    let chunk = part_size(len, b);
-    let n_blocks = len.div_ceil(b);
-    for start in (0..len).step_by(chunk as usize) {
-        let end = (start + chunk).min(len);
-        let data = source
+    store_blocks(db, len, &existing, &(), |start, end| {
+        source
             .client
             .get_range(&source.key, start, end)?
             .filter(|d| d.len() as u64 == end - start)
             .ok_or_else(|| {
                 Error::Format(format!("{where_} changed while it was being read: retry"))
-            })?;
+            })
+    })
+}
+
+/// Stores `len` bytes, read in part-sized chunks by `read(start, end)`, as the blocks of
+/// `db` (whose blocks before were `existing`), each chunk's blocks PUT in parallel; then
+/// deletes blocks past the new end and any journal, so exactly the new database is left.
+/// Returns the number of blocks written.
+fn store_blocks(
+    db: &Location,
+    len: u64,
+    existing: &[Block],
+    progress: &dyn Progress,
+    read: impl Fn(u64, u64) -> Result<Vec<u8>>,
+) -> Result<u64> {
+    let target = blocks_at(db);
+    let b = target.block_size();
+    let concurrency = db.client.config().concurrency;
+    let chunk = part_size(len, b);
+    let n_blocks = len.div_ceil(b);
+    progress.start(len);
+    for start in (0..len).step_by(chunk as usize) {
+        let end = (start + chunk).min(len);
+        let data = read(start, end)?;
         let indices: Vec<u64> = (start / b..end.div_ceil(b)).collect();
         par_map(&indices, concurrency, |&i| {
             let from = (i * b - start) as usize;
             let to = (((i + 1) * b).min(end) - start) as usize;
-            db.client.put(&block_key(&db.key, i), &data[from..to])
+            db.client.put(&block_key(&db.key, i), &data[from..to])?;
+            progress.advance((to - from) as u64);
+            Ok(())
         })?;
     }
     // Stale blocks past the new end, and any journal, would corrupt the new database.
@@ -340,6 +396,191 @@ pub fn deserialize(source: &Location, db: &Location, replace: bool) -> Result<u6
     journal.delete_all(None)?;
     target.forget_cached_blocks();
     Ok(n_blocks)
+}
+
+/// The block size a database is stored in, from its first blocks (one short listing): the
+/// length of block 0 when there are more blocks. A database of one block reads the same with
+/// any block size at least that long: the configured one, or that length. `None` when
+/// nothing is stored under the prefix.
+pub fn stored_block_size(db: &Location) -> Result<Option<u64>> {
+    let first = blocks_at(db).first_blocks(2)?;
+    Ok(match first.as_slice() {
+        [] => None,
+        [only] => Some(db.client.config().block_size.max(only.len)),
+        [first, ..] => Some(first.len),
+    })
+}
+
+/// The same location, with the block size its stored blocks have (see
+/// [`stored_block_size`]), or [`Error::NotFound`] when nothing is stored there.
+pub fn as_stored(db: &Location) -> Result<Location> {
+    let cfg = db.client.config();
+    let Some(block_size) = stored_block_size(db)? else {
+        return Err(Error::NotFound(format!(
+            "no database at s3://{}/{}: nothing is stored under s3://{}/{}/ (check the URL; `s3vfs ls s3://{}/` lists the databases)",
+            cfg.bucket, db.key, cfg.bucket, db.key, cfg.bucket
+        )));
+    };
+    let cfg = Config {
+        block_size,
+        ..cfg.clone()
+    };
+    Ok(Location {
+        client: S3Client::new(Arc::new(cfg)),
+        key: db.key.clone(),
+    })
+}
+
+/// A local I/O failure as an [`Error`]: a missing file is [`Error::NotFound`].
+fn local_error(path: &Path, doing: &str, e: std::io::Error) -> Error {
+    let shown = path.display();
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::NotFound(format!("{shown} does not exist: check the path"))
+        }
+        _ => Error::Io(format!("cannot {doing} {shown}: {e}")),
+    }
+}
+
+/// `<path><suffix>`, e.g. the `-journal` beside a database file.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Why the local database at `path` cannot be copied as it is, if it cannot: it is not
+/// SQLite, it is in WAL mode (the `-wal` file may hold commits, and s3vfs opens no WAL
+/// database), or a hot rollback journal beside it holds a half-done transaction.
+fn check_local_database(path: &Path, file: &File, len: u64) -> Result<()> {
+    let shown = path.display();
+    let mut header = vec![0u8; len.min(100) as usize];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|e| local_error(path, "read", e))?;
+    check_sqlite_file(&header, len).map_err(|why| {
+        Error::Refused(format!(
+            "{shown} is not a SQLite database: {why}; nothing was written"
+        ))
+    })?;
+    if header[18] == 2 || header[19] == 2 {
+        return Err(Error::Refused(format!(
+            "{shown} is in WAL mode, which s3vfs cannot open: switch it to a rollback journal first (sqlite3 {shown} 'pragma journal_mode=delete'); nothing was written"
+        )));
+    }
+    let journal = beside(path, "-journal");
+    if let Ok(j) = File::open(&journal) {
+        let mut head = [0u8; 28];
+        if j.read_exact_at(&mut head, 0).is_ok() && head.iter().any(|&b| b != 0) {
+            return Err(Error::Refused(format!(
+                "{} holds an unfinished transaction of {shown}: open the database once with sqlite3 so it rolls back (or wait for its writer); nothing was written",
+                journal.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Stores the local SQLite file `path` as blocks at `db` and returns the number of blocks
+/// written. Everything is checked before the first write: the file is a SQLite database
+/// in a rollback-journal mode with no hot journal, and `db` holds nothing unless
+/// `replace`, which then also deletes stale blocks past the new end and any journal.
+pub fn import_file(
+    path: &Path,
+    db: &Location,
+    replace: bool,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let file = File::open(path).map_err(|e| local_error(path, "open", e))?;
+    let meta = file.metadata().map_err(|e| local_error(path, "read", e))?;
+    if meta.is_dir() {
+        return Err(Error::Refused(format!(
+            "{} is a directory, not a SQLite database; nothing was written",
+            path.display()
+        )));
+    }
+    let len = meta.len();
+    check_local_database(path, &file, len)?;
+    let dest = format!("s3://{}/{}", db.client.config().bucket, db.key);
+    let existing = blocks_at(db).blocks()?;
+    if !existing.is_empty() && !replace {
+        return Err(Error::Refused(format!(
+            "{dest} already holds a database: pass --replace to overwrite it; nothing was written"
+        )));
+    }
+    store_blocks(db, len, &existing, progress, |start, end| {
+        let mut data = vec![0u8; (end - start) as usize];
+        file.read_exact_at(&mut data, start).map_err(|e| {
+            Error::Io(format!(
+                "cannot read bytes {start}..{end} of {} ({e}): did it change while it was being read? Retry",
+                path.display()
+            ))
+        })?;
+        Ok(data)
+    })
+}
+
+/// Copies the database at `db` to the local file `path` and returns its size: a snapshot
+/// (see [`with_snapshot`]), read in parts with parallel GETs, written to a temporary file
+/// beside `path` and renamed over it only when complete. An existing `path` is refused
+/// unless `force`; a `-journal` or `-wal` file beside it always is, since SQLite would
+/// apply it to the copy.
+pub fn export_file(
+    db: &Location,
+    path: &Path,
+    force: bool,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let shown = path.display();
+    if path.is_dir() {
+        return Err(Error::Refused(format!(
+            "{shown} is a directory: name the file to write; nothing was written"
+        )));
+    }
+    if path.exists() && !force {
+        return Err(Error::Refused(format!(
+            "{shown} already exists: pass --force to overwrite it; nothing was written"
+        )));
+    }
+    for side in ["-journal", "-wal"] {
+        let side = beside(path, side);
+        if side.exists() {
+            return Err(Error::Refused(format!(
+                "{} exists: SQLite would apply it to the exported copy; move it away first; nothing was written",
+                side.display()
+            )));
+        }
+    }
+    let db = as_stored(db)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(
+        ".{}.s3vfs-export-{}",
+        name.unwrap_or_default(),
+        std::process::id()
+    ));
+    let blocks = blocks_at(&db);
+    let concurrency = db.client.config().concurrency;
+    let copy = |size: u64| -> Result<u64> {
+        progress.start(size);
+        let file = File::create(&tmp).map_err(|e| local_error(&tmp, "create", e))?;
+        let part = part_size(size, blocks.block_size());
+        let parts: Vec<u64> = (0..size.div_ceil(part)).collect();
+        par_map(&parts, PARALLEL_PARTS, |&p| {
+            let (start, end) = (p * part, ((p + 1) * part).min(size));
+            let data = read_span_reporting(&blocks, concurrency, start, end, progress)?;
+            file.write_all_at(&data, start)
+                .map_err(|e| local_error(&tmp, "write", e))
+        })?;
+        file.sync_all().map_err(|e| local_error(&tmp, "write", e))?;
+        Ok(size)
+    };
+    let copied = with_snapshot(&db, copy, drop).and_then(|size| {
+        std::fs::rename(&tmp, path).map_err(|e| local_error(path, "write", e))?;
+        Ok(size)
+    });
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    copied
 }
 
 #[cfg(test)]
@@ -384,5 +625,67 @@ mod tests {
         assert_eq!(p % 4096, 0);
         assert!(huge.div_ceil(p) < 10_000);
         assert_eq!(part_size(1 << 20, 4097) % 4097, 0);
+    }
+
+    /// A location on an endpoint nothing listens on: any request would fail with
+    /// `Error::Transport`, so a refusal proves nothing was sent.
+    fn unreachable(key: &str) -> Location {
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("AK".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("SK".to_string()),
+            _ => None,
+        };
+        let uri = |k: &str| match k {
+            "bucket" => Some("b".to_string()),
+            "endpoint" => Some("http://127.0.0.1:9".to_string()),
+            _ => None,
+        };
+        Location {
+            client: S3Client::new(Arc::new(Config::resolve(&uri, &env).unwrap())),
+            key: key.into(),
+        }
+    }
+
+    #[test]
+    fn local_files_are_checked_before_any_request() {
+        let dir = std::env::temp_dir().join(format!("s3vfs-transfer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = unreachable("x.db");
+        let refused = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            match import_file(&path, &db, false, &()) {
+                Err(Error::Refused(msg)) => msg,
+                other => panic!("{name}: {other:?}"),
+            }
+        };
+        assert!(refused("a.csv", b"id,body\n1,x\n").contains("not a SQLite database"));
+        let mut wal = header(4096, 1);
+        wal.resize(4096, 0);
+        wal[18] = 2;
+        wal[19] = 2;
+        assert!(refused("wal.db", &wal).contains("WAL mode"));
+        let mut plain = header(4096, 1);
+        plain.resize(4096, 0);
+        std::fs::write(dir.join("hot.db-journal"), [0xd9u8; 28]).unwrap();
+        assert!(refused("hot.db", &plain).contains("unfinished transaction"));
+        assert!(matches!(
+            import_file(&dir.join("missing.db"), &db, false, &()),
+            Err(Error::NotFound(_))
+        ));
+        // Export: an existing file without `force`, and a journal beside the target.
+        std::fs::write(dir.join("old.db"), b"keep").unwrap();
+        let e = export_file(&db, &dir.join("old.db"), false, &()).unwrap_err();
+        assert!(
+            matches!(&e, Error::Refused(m) if m.contains("--force")),
+            "{e}"
+        );
+        let e = export_file(&db, &dir.join("hot.db"), true, &()).unwrap_err();
+        assert!(
+            matches!(&e, Error::Refused(m) if m.contains("hot.db-journal exists")),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(dir.join("old.db")).unwrap(), b"keep");
+        std::fs::remove_dir_all(dir).ok();
     }
 }
