@@ -15,13 +15,15 @@ build: deps
 
 # One release build serves the unit tests and the .so the integration tests load.
 test-unit: build
-	cargo test --release --lib
+	cargo test --release --lib --bins
 
 test-integration: build
 	scripts/s3-server.sh start
 	trap 'scripts/s3-server.sh stop' EXIT; $(PY) -m pytest -n 2 -q -m "not slow" tests
 
-test: test-unit test-integration
+# Everything a change must pass: unit tests, the integration suite, and the same suite on a
+# flaky network (issue 5: the whole functional suite survives 5% 503s and 2% resets).
+test: test-unit test-integration test-faults
 
 # The whole functional suite again on a flaky network: each pytest worker puts a proxy in
 # front of the server that answers 5% of requests with 503 and resets 2% of connections.

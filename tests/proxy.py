@@ -119,10 +119,14 @@ def start(upstream, delay=0.0, fail=None, judge=None):
                 self.connection.close()
                 return
             self.send_response(status)
+            # A HEAD answer has no body but the object's Content-Length, which must pass.
+            keep_length = self.command == "HEAD"
             for k, v in headers:
-                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
+                if k.lower() in ("transfer-encoding", "connection") or (k.lower() == "content-length" and not keep_length):
+                    continue
+                self.send_header(k, v)
+            if not keep_length:
+                self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)

@@ -39,7 +39,8 @@ def boto3_client(**overrides):
         region_name="us-east-1",
         aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        config=Config(s3={"addressing_style": "path"}),
+        # The tests' own requests must survive make test-faults' flaky proxy too.
+        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 10}),
     )
     kw.update(overrides)
     return boto3.client("s3", **kw)
