@@ -83,6 +83,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def shared_tmp(tmp_path_factory, worker_id):
+    """A directory of this pytest run that all its xdist workers share."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
 @pytest.fixture
 def bucket(request):
     return s3util.new_bucket(request.node.name.split("[")[0].replace("_", "-")[:30])

@@ -1,6 +1,8 @@
 """S3-side helpers for the integration tests: the local server's settings, buckets, keys,
 URIs, and running the sqlite3 shell with the extension loaded."""
 
+import contextlib
+import fcntl
 import os
 import shutil
 import sqlite3
@@ -95,3 +97,12 @@ def run_cli(script, env=None, timeout=300, cwd=None):
         text=True,
         timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """An exclusive lock on `path`, so pytest-xdist workers take turns at a step that
+    builds in place in the repository (pip in python/build/, npm pack into node/lib/)."""
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield

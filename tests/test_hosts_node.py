@@ -9,7 +9,6 @@ would, with its settings in the environment, against the local S3 server.
 """
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -30,22 +29,6 @@ BETTER_SQLITE3 = PACKAGE / "node_modules" / "better-sqlite3"
 EXAMPLE = s3util.ROOT / "examples" / "node_better_sqlite3.js"
 
 
-@contextlib.contextmanager
-def _locked(path):
-    """An exclusive lock on `path`, so pytest-xdist workers never pack node/ at once
-    (`npm pack` copies the library into node/lib/)."""
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
-@pytest.fixture(scope="session")
-def shared_tmp(tmp_path_factory, worker_id):
-    """A directory of this pytest run that all its xdist workers share."""
-    base = tmp_path_factory.getbasetemp()
-    return base if worker_id == "master" else base.parent
-
-
 def npm(args, cwd, env=None):
     r = subprocess.run([NPM, *args], cwd=cwd, env=env or os.environ, capture_output=True,
                        text=True, timeout=600)
@@ -62,7 +45,7 @@ def node_app(shared_tmp):
     if not (BETTER_SQLITE3 / "build" / "Release" / "better_sqlite3.node").is_file():
         pytest.fail(f"{BETTER_SQLITE3} is not built: run scripts/install-deps.sh (make test does)")
     app = shared_tmp / "node-app"
-    with _locked(shared_tmp / "node-package.lock"):
+    with s3util.file_lock(shared_tmp / "node-package.lock"):
         if not (app / "ready").exists():
             # A copy, as target/release/libs3vfs.so may be rebuilt while the tests run.
             shutil.copyfile(s3util.LIB + ".so", shared_tmp / "prebuilt-node.so")

@@ -6,8 +6,6 @@ SQLAlchemy at the versions below. Each example in examples/ then runs in it as a
 run it, with its settings in the environment, against the local S3 server.
 """
 
-import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -22,22 +20,6 @@ import sqlutil
 PYTHON = "/usr/bin/python3"
 HOST_PACKAGES = ["apsw==3.54.1.0", "sqlalchemy==2.1.9"]
 EXAMPLES = s3util.ROOT / "examples"
-
-
-@contextlib.contextmanager
-def _locked(path):
-    """An exclusive lock on `path`, so pytest-xdist workers never build ./python at once
-    (pip builds it in place: python/build/ is shared)."""
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
-@pytest.fixture(scope="session")
-def shared_tmp(tmp_path_factory, worker_id):
-    """A directory of this pytest run that all its xdist workers share."""
-    base = tmp_path_factory.getbasetemp()
-    return base if worker_id == "master" else base.parent
 
 
 def make_venv(venv, env, *packages):
@@ -58,7 +40,7 @@ def host_python(shared_tmp):
     """The Python of a venv holding s3vfs (from the prebuilt library), apsw and SQLAlchemy:
     made once per test run and shared by the xdist workers."""
     venv = shared_tmp / "host-venv"
-    with _locked(shared_tmp / "python-package.lock"):
+    with s3util.file_lock(shared_tmp / "python-package.lock"):
         if not (venv / "ready").exists():
             # A copy, as target/release/libs3vfs.so may be rebuilt while the tests run.
             shutil.copyfile(s3util.LIB + ".so", shared_tmp / "prebuilt.so")
@@ -174,7 +156,7 @@ def test_pip_install_without_a_prebuilt_library_compiles_the_crate(shared_tmp, b
     env = {k: v for k, v in os.environ.items() if k != "S3VFS_PREBUILT_LIB"}
     # A target directory of its own, so cargo compiles everything and waits for no one.
     env["CARGO_TARGET_DIR"] = str(tmp_path / "target")
-    with _locked(shared_tmp / "python-package.lock"):
+    with s3util.file_lock(shared_tmp / "python-package.lock"):
         seconds = make_venv(tmp_path / "venv", env)
     print(f"pip install ./python, compiling: {seconds:.0f} s")
     shutil.rmtree(tmp_path / "target")  # hundreds of MB; the venv has its own copy of the library
