@@ -162,7 +162,7 @@ pub fn serialize_to_memory(db: &Location) -> Result<Vec<u8>> {
                 "the database is {size} bytes, more than the {MAX_BLOB} bytes s3vfs_serialize(prefix) returns as a BLOB: use s3vfs_serialize(prefix, target_key) to write it to an object"
             )));
         }
-        read_span(&blocks, concurrency, 0, size)
+        read_span(&blocks, concurrency, 0, size, &())
     };
     with_snapshot(db, copy, drop)
 }
@@ -202,13 +202,9 @@ pub fn part_size(size: u64, block_size: u64) -> u64 {
     wanted.div_ceil(block_size) * block_size
 }
 
-/// Reads the database's bytes `[start, end)` from its blocks, in parallel.
-fn read_span(db: &BlockFile, concurrency: usize, start: u64, end: u64) -> Result<Vec<u8>> {
-    read_span_reporting(db, concurrency, start, end, &())
-}
-
-/// [`read_span`], reporting each block fetched.
-fn read_span_reporting(
+/// Reads the database's bytes `[start, end)` from its blocks, in parallel, reporting each
+/// block fetched.
+fn read_span(
     db: &BlockFile,
     concurrency: usize,
     start: u64,
@@ -246,22 +242,42 @@ fn read_span_reporting(
     Ok(out)
 }
 
+/// Reads the first `size` bytes of the database at `db` in parts of [`part_size`], a few
+/// parts at a time and each part's blocks in parallel, and hands each part to
+/// `each(part number from 0, offset, bytes)`; returns what `each` returned, in part order.
+fn per_part<T: Send>(
+    db: &Location,
+    size: u64,
+    progress: &dyn Progress,
+    each: impl Fn(u64, u64, Vec<u8>) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let blocks = blocks_at(db);
+    let concurrency = db.client.config().concurrency;
+    let part = part_size(size, blocks.block_size());
+    let parts: Vec<u64> = (0..size.div_ceil(part)).collect();
+    par_map(&parts, PARALLEL_PARTS, |&p| {
+        let (start, end) = (p * part, ((p + 1) * part).min(size));
+        each(
+            p,
+            start,
+            read_span(&blocks, concurrency, start, end, progress)?,
+        )
+    })
+}
+
 /// Uploads the copy: one PUT when it fits one part, else a parallel multipart upload
 /// (aborted on any failure, so nothing is left behind).
 fn upload_copy<'a>(db: &Location, target: &'a Location, size: u64) -> Result<Upload<'a>> {
     let blocks = blocks_at(db);
     let concurrency = db.client.config().concurrency;
-    let part = part_size(size, blocks.block_size());
-    if size <= part {
+    if size <= part_size(size, blocks.block_size()) {
         return Ok(Upload::Single(
             target,
-            read_span(&blocks, concurrency, 0, size)?,
+            read_span(&blocks, concurrency, 0, size, &())?,
         ));
     }
     let id = target.client.create_multipart(&target.key)?;
-    let parts: Vec<u64> = (0..size.div_ceil(part)).collect();
-    let uploaded = par_map(&parts, PARALLEL_PARTS, |&p| {
-        let data = read_span(&blocks, concurrency, p * part, ((p + 1) * part).min(size))?;
+    let uploaded = per_part(db, size, &(), |p, _, data| {
         target
             .client
             .upload_part(&target.key, &id, p as usize + 1, &data)
@@ -557,16 +573,10 @@ pub fn export_file(
         name.unwrap_or_default(),
         std::process::id()
     ));
-    let blocks = blocks_at(&db);
-    let concurrency = db.client.config().concurrency;
     let copy = |size: u64| -> Result<u64> {
         progress.start(size);
         let file = File::create(&tmp).map_err(|e| local_error(&tmp, "create", e))?;
-        let part = part_size(size, blocks.block_size());
-        let parts: Vec<u64> = (0..size.div_ceil(part)).collect();
-        par_map(&parts, PARALLEL_PARTS, |&p| {
-            let (start, end) = (p * part, ((p + 1) * part).min(size));
-            let data = read_span_reporting(&blocks, concurrency, start, end, progress)?;
+        per_part(&db, size, progress, |_, start, data| {
             file.write_all_at(&data, start)
                 .map_err(|e| local_error(&tmp, "write", e))
         })?;
