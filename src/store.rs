@@ -68,8 +68,8 @@ pub const DIRTY_LIMIT: usize = 32 << 20;
 /// Most blocks fetched ahead of a sequential reader in one batch.
 const MAX_READAHEAD: u64 = 256;
 
-/// The 100-byte SQLite database header fields used for the O(1) size.
-const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+/// The first 16 bytes of every SQLite database file.
+pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 /// One file (a database or a journal) stored as blocks.
 pub struct BlockFile {

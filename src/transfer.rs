@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::journal::journal_name;
 use crate::parallel::par_map;
 use crate::s3::S3Client;
-use crate::store::{block_key, header_size, Block, BlockFile};
+use crate::store::{block_key, header_size, Block, BlockFile, SQLITE_MAGIC};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -299,7 +299,7 @@ pub fn check_sqlite_file(header: &[u8], len: u64) -> std::result::Result<(), Str
     if len < 100 || header.len() < 100 {
         return Err(format!("it is {len} bytes, shorter than a SQLite header"));
     }
-    if &header[..16] != b"SQLite format 3\0" {
+    if &header[..16] != SQLITE_MAGIC {
         return Err("it does not start with the SQLite header (\"SQLite format 3\")".into());
     }
     let page = match u16::from_be_bytes([header[16], header[17]]) {

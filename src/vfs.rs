@@ -28,7 +28,7 @@ use crate::journal::{self, SharedFile};
 use crate::lease::Lease;
 use crate::lock::{self, Lock, Outcome};
 use crate::s3::S3Client;
-use crate::store::{BlockFile, DIRTY_LIMIT};
+use crate::store::{BlockFile, DIRTY_LIMIT, SQLITE_MAGIC};
 use once_cell::sync::Lazy;
 use sqlite3ext_sys::{
     sqlite3_api_routines, sqlite3_file, sqlite3_int64, sqlite3_io_methods, sqlite3_vfs,
@@ -275,10 +275,7 @@ impl Handle {
 /// leaves a database it has not written yet). Anything else at the prefix is not ours to
 /// read or overwrite: SQLite would only say "file is not a database" without saying where.
 fn check_header(header: &[u8], bucket: &str, name: &str) -> Result<()> {
-    if header.is_empty()
-        || header.starts_with(b"SQLite format 3\0")
-        || header.iter().all(|&b| b == 0)
-    {
+    if header.is_empty() || header.starts_with(SQLITE_MAGIC) || header.iter().all(|&b| b == 0) {
         return Ok(());
     }
     Err(Error::Format(format!(

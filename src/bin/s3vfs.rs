@@ -19,7 +19,7 @@ use s3vfs::lock::Locking;
 use s3vfs::parallel::par_map;
 use s3vfs::readers::marks_dir;
 use s3vfs::s3::S3Client;
-use s3vfs::store::{block_key, header_size, parse_block_index, BlockFile};
+use s3vfs::store::{block_key, header_size, parse_block_index, BlockFile, SQLITE_MAGIC};
 use s3vfs::transfer::{self, Location, Progress};
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -353,7 +353,7 @@ struct Header {
 impl Header {
     /// Parses the first 100 bytes of a database; `None` if they are not a SQLite header.
     fn parse(h: &[u8]) -> Option<Header> {
-        if h.len() < 100 || &h[..16] != b"SQLite format 3\0" {
+        if h.len() < 100 || &h[..16] != SQLITE_MAGIC {
             return None;
         }
         let be32 = |o: usize| u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
