@@ -4,9 +4,12 @@
 //! Resolution reads through two lookup functions (URI and environment) so that unit tests can
 //! feed both without touching the process environment.
 
+use crate::codes::Locking;
 use crate::error::{Error, Result};
+use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Default block size: the Python package `sqlite-s3vfs` uses 4096 too, and it must match
 /// whatever wrote the blocks already stored.
@@ -37,9 +40,9 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Everything needed to reach one bucket.
+/// Where a database lives and how to sign for it: all the S3 client knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
+pub struct Target {
     pub bucket: String,
     /// Base URL without trailing slash, e.g. `http://127.0.0.1:9000` or
     /// `https://s3.eu-west-1.amazonaws.com`.
@@ -48,13 +51,37 @@ pub struct Config {
     pub path_style: bool,
     pub region: String,
     pub credentials: Credentials,
+}
+
+impl Target {
+    /// The store's identity (endpoint and bucket): part of every database's identity.
+    pub fn id(&self) -> String {
+        format!("{}|{}", self.endpoint, self.bucket)
+    }
+
+    /// The same endpoint and credentials, another bucket (`s3://other/...`).
+    pub fn with_bucket(&self, bucket: &str) -> Target {
+        Target {
+            bucket: bucket.to_string(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Everything about one database: where it lives and how it is stored and locked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Where (endpoint, region, bucket, addressing, credentials).
+    pub target: std::sync::Arc<Target>,
     pub block_size: u64,
     /// Requests in flight at once for one batch (flush, readahead, multi-block reads).
     pub concurrency: usize,
     /// Bytes of the process-wide block cache (shared by all connections; last setting wins).
     pub cache_size: usize,
     /// How writers coordinate across processes.
-    pub locking: crate::lock::Locking,
+    pub locking: Locking,
+    /// How long a writer lease lasts without renewal.
+    pub lease_term: Duration,
 }
 
 /// Default requests in flight: S3 serves many parallel requests per prefix well.
@@ -167,27 +194,74 @@ impl Config {
             0..=u64::from(u32::MAX) * 16,
         )? as usize;
         let locking = match pick("locking", &["S3VFS_LOCKING"]).as_deref() {
-            None | Some("lease") => crate::lock::Locking::Lease,
-            Some("none") => crate::lock::Locking::None,
-            Some("strict") => crate::lock::Locking::Strict,
+            None | Some("lease") => Locking::Lease,
+            Some("none") => Locking::None,
+            Some("strict") => Locking::Strict,
             Some(other) => {
                 return Err(Error::Config(format!(
                     "locking '{other}' is not a locking mode: use locking=lease (default: one writer anywhere, via a lease object in S3), locking=strict (also: writers wait for readers in other processes) or locking=none (no coordination, as sqlite-s3vfs)"
                 )))
             }
         };
+        let lease_term = Duration::from_secs(parse_count(
+            "S3VFS_LEASE_SECONDS",
+            env("S3VFS_LEASE_SECONDS"),
+            DEFAULT_LEASE_SECONDS,
+            1..=3600,
+        )?);
         Ok(Config {
-            bucket,
-            endpoint,
-            path_style,
-            region,
-            credentials,
+            target: std::sync::Arc::new(Target {
+                bucket,
+                endpoint,
+                path_style,
+                region,
+                credentials,
+            }),
             block_size,
             concurrency,
             cache_size,
             locking,
+            lease_term,
         })
     }
+
+    /// The same settings for another bucket on the same endpoint.
+    pub fn with_bucket(&self, bucket: &str) -> Config {
+        Config {
+            target: std::sync::Arc::new(self.target.with_bucket(bucket)),
+            ..self.clone()
+        }
+    }
+}
+
+/// Default lease term: long enough for ordinary clock skew between machines and the
+/// longest pause between a writer's requests, short enough that a crashed writer's
+/// database is writable again within half a minute.
+pub const DEFAULT_LEASE_SECONDS: u64 = 30;
+
+/// Settings of the process rather than of one database, read once from the environment.
+#[derive(Clone, Debug)]
+pub struct ProcessSettings {
+    /// `S3VFS_TRACE=1`: print every request (operation, URL, status) on stderr.
+    pub trace: bool,
+    /// `S3VFS_LOG=off`: no stderr copy of errors (they still go to `sqlite3_log`).
+    pub stderr_errors: bool,
+}
+
+impl ProcessSettings {
+    /// Resolves the process settings from an environment lookup.
+    pub fn resolve(env: Lookup) -> ProcessSettings {
+        ProcessSettings {
+            trace: env("S3VFS_TRACE").is_some_and(|v| v != "0"),
+            stderr_errors: env("S3VFS_LOG").as_deref() != Some("off"),
+        }
+    }
+}
+
+/// The process settings, from the process environment at first use.
+pub fn process() -> &'static ProcessSettings {
+    static SETTINGS: Lazy<ProcessSettings> = Lazy::new(|| ProcessSettings::resolve(&process_env));
+    &SETTINGS
 }
 
 /// Parses a non-negative integer setting within `range`.
@@ -371,11 +445,11 @@ mod tests {
         ]);
         let env = lookup(&env_pairs);
         let c = Config::resolve(&uri, &env).unwrap();
-        assert_eq!(c.bucket, "from-uri");
-        assert_eq!(c.region, "eu-west-1");
+        assert_eq!(c.target.bucket, "from-uri");
+        assert_eq!(c.target.region, "eu-west-1");
         assert_eq!(c.block_size, 65536);
-        assert!(!c.path_style);
-        assert_eq!(c.endpoint, "https://s3.eu-west-1.amazonaws.com");
+        assert!(!c.target.path_style);
+        assert_eq!(c.target.endpoint, "https://s3.eu-west-1.amazonaws.com");
     }
 
     #[test]
@@ -384,8 +458,8 @@ mod tests {
         let mut env_pairs = KEYS.to_vec();
         env_pairs.push(("S3VFS_BUCKET", "b"));
         let c = Config::resolve(&uri, &lookup(&env_pairs)).unwrap();
-        assert!(c.path_style);
-        assert_eq!(c.endpoint, "http://127.0.0.1:9000");
+        assert!(c.target.path_style);
+        assert_eq!(c.target.endpoint, "http://127.0.0.1:9000");
         assert_eq!(c.block_size, DEFAULT_BLOCK_SIZE);
     }
 
@@ -443,9 +517,9 @@ mod tests {
             ("S3VFS_BUCKET", "b"),
         ]);
         let c = Config::resolve(&no_params, &env).unwrap();
-        assert_eq!(c.credentials.access_key, "W");
-        assert_eq!(c.credentials.session_token.as_deref(), Some("T"));
-        assert_eq!(c.region, "ap-south-1");
+        assert_eq!(c.target.credentials.access_key, "W");
+        assert_eq!(c.target.credentials.session_token.as_deref(), Some("T"));
+        assert_eq!(c.target.region, "ap-south-1");
         assert!(
             !format!("{c:?}").contains("WS"),
             "Debug must not show the secret"

@@ -1,11 +1,12 @@
 //! The one error type of the extension.
 //!
-//! Every layer returns [`Error`]; only the FFI edge (`vfs.rs`, `ext.rs`) turns it into a
-//! SQLite result code, because only there is it known which operation SQLite asked for
-//! (the same S3 failure is `SQLITE_IOERR_READ` in `xRead` and `SQLITE_CANTOPEN` in `xOpen`).
+//! Every layer returns [`Error`]; the FFI edge turns it into a SQLite result code with
+//! [`Error::sqlite_code`], the one mapping, given the failure code of the callback SQLite
+//! called (only there is it known which operation SQLite asked for).
 //! Messages are written for the person reading them in the `sqlite3` shell: they say what
 //! failed and what to change. They never contain credentials or request signatures.
 
+use crate::codes::code;
 use std::fmt;
 
 /// Result alias used throughout the crate.
@@ -62,6 +63,23 @@ impl Error {
             Error::Busy(_) => "busy",
             Error::Refused(_) => "refused",
             Error::Io(_) => "io",
+        }
+    }
+
+    /// The SQLite result code for this error in a callback whose own failure code is
+    /// `fallback` (the same S3 failure is `SQLITE_IOERR_READ` in xRead and
+    /// `SQLITE_CANTOPEN` in xOpen). Kinds with a SQLite meaning of their own keep it, except
+    /// in xOpen, where SQLite expects `SQLITE_CANTOPEN` for any failure.
+    pub fn sqlite_code(&self, fallback: i32) -> i32 {
+        if fallback == code::CANTOPEN {
+            return code::CANTOPEN;
+        }
+        match self {
+            Error::Busy(_) => code::BUSY,
+            Error::ReadOnly(_) => code::READONLY,
+            Error::Format(_) => code::NOTADB,
+            Error::NotFound(_) => code::CANTOPEN,
+            _ => fallback,
         }
     }
 
@@ -178,6 +196,21 @@ mod tests {
         assert!(denied_write.contains("may not write") && denied_write.contains("mode=ro"));
         let denied_read = s3("GET", "AccessDenied").to_string();
         assert!(denied_read.contains("lack permission") && !denied_read.contains("may not write"));
+    }
+
+    #[test]
+    fn kinds_with_a_sqlite_meaning_keep_it_except_in_xopen() {
+        let busy = Error::Busy("b".into());
+        assert_eq!(busy.sqlite_code(code::IOERR_LOCK), code::BUSY);
+        assert_eq!(busy.sqlite_code(code::CANTOPEN), code::CANTOPEN);
+        let ro = Error::ReadOnly("r".into());
+        assert_eq!(ro.sqlite_code(code::IOERR_WRITE), code::READONLY);
+        let fmt = Error::Format("f".into());
+        assert_eq!(fmt.sqlite_code(code::IOERR_LOCK), code::NOTADB);
+        let nf = Error::NotFound("n".into());
+        assert_eq!(nf.sqlite_code(code::IOERR_READ), code::CANTOPEN);
+        let io = Error::Lease("l".into());
+        assert_eq!(io.sqlite_code(code::IOERR_FSYNC), code::IOERR_FSYNC);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! `.load ./libs3vfs` works without naming the entry point. The extension loads
 //! permanently: the VFS must outlive the connection that loaded it.
 
-use crate::{stats, transfer, vfs};
+#![allow(unsafe_code)]
+
+use crate::{ffi, stats, transfer};
 use sqlite_loadable::ext::{sqlite3, sqlite3_api_routines};
 use sqlite_loadable::prelude::*;
 use sqlite_loadable::{api, define_scalar_function, Error, FunctionFlags, Result};
@@ -46,7 +48,7 @@ fn init(
     p_api: *mut sqlite3_api_routines,
 ) -> c_uint {
     catch_unwind(AssertUnwindSafe(|| {
-        if !vfs::set_api(p_api) {
+        if !ffi::set_api(p_api) {
             refuse_second_library(pz_err_msg, p_api);
             return SQLITE_ERROR;
         }
@@ -55,7 +57,7 @@ fn init(
             pz_err_msg,
             p_api,
             |db| {
-                vfs::register().map_err(Error::new_message)?;
+                ffi::register().map_err(Error::new_message)?;
                 register_functions(db)?;
                 register_on_future_connections()
             },
@@ -84,7 +86,7 @@ type AutoExtension =
 fn register_on_future_connections() -> Result<()> {
     static DONE: once_cell::sync::OnceCell<()> = once_cell::sync::OnceCell::new();
     DONE.get_or_try_init(|| {
-        let auto = vfs::api()
+        let auto = ffi::api()
             .auto_extension
             .ok_or_else(|| Error::new_message("this SQLite has no sqlite3_auto_extension"))?;
         let entry: unsafe extern "C" fn(
@@ -119,8 +121,10 @@ unsafe extern "C" fn on_new_connection(
 ) -> c_int {
     catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: SQLite calls auto-extensions with the connection it is opening.
-        if let Some(e) = unsafe { vfs::nameless_database(db) } {
-            vfs::report(SQLITE_ERROR as c_int, &e);
+        if let Some(e) = unsafe { ffi::nameless_database(db) } {
+            if let Some(v) = ffi::vfs() {
+                v.report(SQLITE_ERROR as c_int, &e);
+            }
             set_error_message(pz_err_msg, &e.to_string());
             return SQLITE_ERROR as c_int;
         }
@@ -134,7 +138,7 @@ unsafe extern "C" fn on_new_connection(
 
 /// Hands SQLite an error message in memory from its own allocator, which it frees.
 fn set_error_message(pz_err_msg: *mut *mut c_char, msg: &str) {
-    let Some(mprintf) = vfs::api().mprintf else {
+    let Some(mprintf) = ffi::api().mprintf else {
         return;
     };
     let text = std::ffi::CString::new(msg.replace('\0', " ")).unwrap_or_default();
@@ -181,19 +185,21 @@ fn text_arg<'a>(args: &[*mut sqlite3_value], i: usize, what: &str) -> Result<&'a
         })
 }
 
-/// Locates a database prefix or object with the settings its name resolves to (those it
-/// was opened with in this process, else the environment's).
+/// The process's VFS object (registered before any SQL function exists).
+fn the_vfs() -> &'static crate::vfs::S3Vfs {
+    ffi::vfs().expect("the VFS is registered before the SQL functions")
+}
+
+/// Locates a database prefix or object with the settings of the bucket it names: those of
+/// the same database when it is open in this process, else the environment's.
 fn locate(arg: &str) -> std::result::Result<transfer::Location, crate::error::Error> {
-    let plain = arg
-        .strip_prefix("s3://")
-        .and_then(|r| r.split_once('/'))
-        .map_or(arg, |(_, k)| k);
-    transfer::locate(arg, vfs::config_for(plain)?)
+    let (cfg, key) = the_vfs().config_for_argument(arg)?;
+    transfer::locate(cfg, &key, arg)
 }
 
 /// An SQL error carrying the message (in-band, so no stderr copy), also logged.
 fn failed(e: crate::error::Error) -> Error {
-    vfs::note(1, &e.to_string());
+    the_vfs().note(1, &e.to_string());
     Error::new_message(e.to_string())
 }
 
@@ -255,7 +261,7 @@ fn stats_reset(ctx: *mut sqlite3_context, _: &[*mut sqlite3_value]) -> Result<()
 
 /// `s3vfs_last_error()`: the last error message s3vfs reported in this process, or NULL.
 fn last_error(ctx: *mut sqlite3_context, _: &[*mut sqlite3_value]) -> Result<()> {
-    match vfs::last_error() {
+    match the_vfs().last_error() {
         Some(msg) => api::result_text(ctx, msg),
         None => {
             api::result_null(ctx);

@@ -13,9 +13,8 @@
 //!   database and whether the journal exists. Both are fetched at once when the lock is
 //!   taken; the answer about the journal is handed to the `xAccess` call that follows.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::BlockFile;
-use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
@@ -28,81 +27,83 @@ pub type SharedFile = Arc<Mutex<BlockFile>>;
 /// the lock, so anything older belongs to a lock that was not followed by the check.
 const HINT_TTL: Duration = Duration::from_secs(2);
 
-static OPEN: Lazy<Mutex<HashMap<String, Weak<Mutex<BlockFile>>>>> = Lazy::new(Default::default);
-static CLOSED_SIZES: Lazy<Mutex<HashMap<String, u64>>> = Lazy::new(Default::default);
-static CLEANUPS: Lazy<Mutex<HashMap<String, JoinHandle<()>>>> = Lazy::new(Default::default);
-static EXISTS_HINTS: Lazy<Mutex<HashMap<String, (bool, Instant)>>> = Lazy::new(Default::default);
-
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The rollback journal's name for a database name (SQLite's own rule).
-pub fn journal_name(db: &str) -> String {
-    format!("{db}-journal")
+/// What the process knows about journals, keyed by each journal's identity (endpoint,
+/// bucket, name): never by a bare name, so a journal is only ever found by its own
+/// database. Owned by the VFS.
+#[derive(Default)]
+pub struct Journals {
+    open: Mutex<HashMap<Arc<str>, Weak<Mutex<BlockFile>>>>,
+    closed_sizes: Mutex<HashMap<Arc<str>, u64>>,
+    cleanups: Mutex<HashMap<Arc<str>, JoinHandle<()>>>,
+    exists_hints: Mutex<HashMap<Arc<str>, (bool, Instant)>>,
 }
 
-/// Records an open journal so its database can flush it first.
-pub fn opened(name: &str, file: &SharedFile) {
-    locked(&OPEN).insert(name.to_string(), Arc::downgrade(file));
-}
-
-/// Records a closed journal's size, so deleting it needs no listing.
-pub fn closed(name: &str, size: Option<u64>) {
-    locked(&OPEN).remove(name);
-    if let Some(size) = size {
-        locked(&CLOSED_SIZES).insert(name.to_string(), size);
+impl Journals {
+    /// Records an open journal so its database can flush it first.
+    pub fn opened(&self, id: &Arc<str>, file: &SharedFile) {
+        locked(&self.open).insert(id.clone(), Arc::downgrade(file));
     }
-}
 
-/// True when the database's open journal has writes waiting.
-pub fn has_dirty_journal(db_name: &str) -> bool {
-    let journal = locked(&OPEN)
-        .get(&journal_name(db_name))
-        .and_then(Weak::upgrade);
-    journal.is_some_and(|j| locked(&j).dirty_bytes() > 0)
-}
-
-/// Flushes the database's open journal, then the database.
-pub fn flush_database(db_name: &str, db: &mut BlockFile) -> Result<()> {
-    let journal = locked(&OPEN)
-        .get(&journal_name(db_name))
-        .and_then(Weak::upgrade);
-    if let Some(j) = journal {
-        locked(&j).flush()?;
-    }
-    db.flush()
-}
-
-/// Waits for a background cleanup of `name`, if one is running.
-pub fn settle(name: &str) {
-    let pending = locked(&CLEANUPS).remove(name);
-    if let Some(t) = pending {
-        let _ = t.join();
-    }
-}
-
-/// Deletes a file: block 0 now, the rest in the background (see the module comment).
-pub fn delete(name: &str, mut file: BlockFile, on_error: fn(&crate::error::Error)) -> Result<()> {
-    settle(name);
-    let known = locked(&CLOSED_SIZES).remove(name);
-    file.delete_first()?;
-    let cleanup = std::thread::spawn(move || {
-        if let Err(e) = file.delete_rest(known) {
-            on_error(&e);
+    /// Records a closed journal's size, so deleting it needs no listing.
+    pub fn closed(&self, id: &Arc<str>, size: Option<u64>) {
+        locked(&self.open).remove(id);
+        if let Some(size) = size {
+            locked(&self.closed_sizes).insert(id.clone(), size);
         }
-    });
-    locked(&CLEANUPS).insert(name.to_string(), cleanup);
-    Ok(())
-}
+    }
 
-/// Remembers whether a journal exists, for the `xAccess` call that follows.
-pub fn hint_exists(name: &str, exists: bool) {
-    locked(&EXISTS_HINTS).insert(name.to_string(), (exists, Instant::now()));
-}
+    fn open_journal(&self, id: &Arc<str>) -> Option<SharedFile> {
+        locked(&self.open).get(id).and_then(Weak::upgrade)
+    }
 
-/// Takes a fresh remembered answer, once.
-pub fn take_exists_hint(name: &str) -> Option<bool> {
-    let (exists, at) = locked(&EXISTS_HINTS).remove(name)?;
-    (at.elapsed() < HINT_TTL).then_some(exists)
+    /// True when the open journal `id` has writes waiting.
+    pub fn has_dirty(&self, id: &Arc<str>) -> bool {
+        self.open_journal(id)
+            .is_some_and(|j| locked(&j).dirty_bytes() > 0)
+    }
+
+    /// Flushes the open journal `journal` (if any), then the database.
+    pub fn flush_database(&self, journal: &Arc<str>, db: &mut BlockFile) -> Result<()> {
+        if let Some(j) = self.open_journal(journal) {
+            locked(&j).flush()?;
+        }
+        db.flush()
+    }
+
+    /// Waits for a background cleanup of `id`, if one is running.
+    pub fn settle(&self, id: &Arc<str>) {
+        let pending = locked(&self.cleanups).remove(id);
+        if let Some(t) = pending {
+            let _ = t.join();
+        }
+    }
+
+    /// Deletes a file: block 0 now, the rest in the background (see the module comment).
+    pub fn delete(&self, id: &Arc<str>, mut file: BlockFile, on_error: fn(&Error)) -> Result<()> {
+        self.settle(id);
+        let known = locked(&self.closed_sizes).remove(id);
+        file.delete_first()?;
+        let cleanup = std::thread::spawn(move || {
+            if let Err(e) = file.delete_rest(known) {
+                on_error(&e);
+            }
+        });
+        locked(&self.cleanups).insert(id.clone(), cleanup);
+        Ok(())
+    }
+
+    /// Remembers whether a journal exists, for the `xAccess` call that follows.
+    pub fn hint_exists(&self, id: &Arc<str>, exists: bool) {
+        locked(&self.exists_hints).insert(id.clone(), (exists, Instant::now()));
+    }
+
+    /// Takes a fresh remembered answer, once.
+    pub fn take_exists_hint(&self, id: &Arc<str>) -> Option<bool> {
+        let (exists, at) = locked(&self.exists_hints).remove(id)?;
+        (at.elapsed() < HINT_TTL).then_some(exists)
+    }
 }

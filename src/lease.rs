@@ -16,24 +16,13 @@
 //! ordinary clock skew, not for clocks that are minutes apart.
 
 use crate::error::{Error, Result};
-use crate::s3::{CondPut, Condition, S3Client};
-use once_cell::sync::Lazy;
+use crate::layout::{lease_key, probe_key};
+use crate::object_store::{CondPut, Condition, ObjectStore};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// How long a lease lasts without renewal: 30 s, or `S3VFS_LEASE_SECONDS` (tests of
-/// crashed writers shorten it; a lease must outlast the longest pause between a
-/// writer's requests, so keep it well above that in production).
-pub static TERM: Lazy<Duration> = Lazy::new(|| {
-    let secs = crate::config::process_env("S3VFS_LEASE_SECONDS")
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|&s| s >= 1)
-        .unwrap_or(30);
-    Duration::from_secs(secs)
-});
 
 /// The object stored at the lease key.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -54,11 +43,6 @@ impl LeaseRecord {
     pub fn live(&self, now_ms: u64) -> bool {
         !self.released && self.expires_ms > now_ms
     }
-}
-
-/// The lease key for a database name.
-pub fn lease_key(db_name: &str) -> String {
-    format!("{db_name}.s3vfs-lease")
 }
 
 /// The wall clock in milliseconds since the Unix epoch, as leases count time.
@@ -106,7 +90,9 @@ pub enum Acquire {
 
 /// A lease on one database, held or not, by this process.
 pub struct Lease {
-    client: S3Client,
+    client: Arc<dyn ObjectStore>,
+    probes: Arc<ConditionalWrites>,
+    term: Duration,
     key: String,
     db_name: String,
     owner: String,
@@ -121,9 +107,18 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn new(client: S3Client, db_name: &str) -> Lease {
+    /// A lease object for `db_name` in `client`'s bucket, not yet taken. `probes`
+    /// remembers which buckets honour conditional writes (checked before the first take).
+    pub fn new(
+        client: Arc<dyn ObjectStore>,
+        db_name: &str,
+        term: Duration,
+        probes: Arc<ConditionalWrites>,
+    ) -> Lease {
         Lease {
             client,
+            probes,
+            term,
             key: lease_key(db_name),
             db_name: db_name.to_string(),
             owner: new_owner(),
@@ -144,8 +139,14 @@ impl Lease {
         &self.db_name
     }
 
-    pub fn client(&self) -> &S3Client {
+    /// The store the lease lives in (reader marks go beside it).
+    pub fn client(&self) -> &Arc<dyn ObjectStore> {
         &self.client
+    }
+
+    /// How long the lease lasts without renewal.
+    pub fn term(&self) -> Duration {
+        self.term
     }
 
     pub fn is_held(&self) -> bool {
@@ -157,7 +158,7 @@ impl Lease {
             owner: self.owner.clone(),
             host: hostname(),
             pid: std::process::id(),
-            expires_ms: now_ms() + TERM.as_millis() as u64,
+            expires_ms: now_ms() + self.term.as_millis() as u64,
             released,
             pending: self.pending && !released,
         };
@@ -166,7 +167,7 @@ impl Lease {
 
     /// Reads the current lease, if any, with its ETag.
     pub fn read(&self) -> Result<Option<(LeaseRecord, String)>> {
-        Ok(self.client.get_versioned(&self.key)?.map(|(body, etag)| {
+        Ok(self.client.get_with_etag(&self.key)?.map(|(body, etag)| {
             let record = serde_json::from_slice(&body).unwrap_or(LeaseRecord {
                 // Unreadable: treat as an expired lease of nobody's, so it can be taken over.
                 owner: String::new(),
@@ -182,7 +183,7 @@ impl Lease {
 
     /// Tries to take the lease.
     pub fn acquire(&mut self) -> Result<Acquire> {
-        check_conditional_writes(&self.client, &self.key)?;
+        self.probes.check(self.client.as_ref(), &self.db_name)?;
         if let Some(etag) = self.released_etag.take() {
             if let CondPut::Stored(etag) =
                 self.client
@@ -245,7 +246,7 @@ impl Lease {
                 self.key
             )));
         };
-        if self.renewed.elapsed() < *TERM / 3 {
+        if self.renewed.elapsed() < self.term / 3 {
             return Ok(());
         }
         match self
@@ -325,43 +326,51 @@ impl Lease {
     }
 }
 
-/// Buckets already probed for conditional-write support, by endpoint and bucket.
-static PROBED: Lazy<Mutex<HashMap<String, bool>>> = Lazy::new(Default::default);
+/// Which buckets honour conditional writes, by endpoint and bucket: probed once each,
+/// before the first lease is taken there (locking cannot work otherwise).
+#[derive(Default)]
+pub struct ConditionalWrites {
+    known: Mutex<HashMap<String, bool>>,
+}
 
-/// Verifies once per bucket that the server honours `If-None-Match: *` (a second
-/// conditional PUT on a probe key must be refused); locking cannot work otherwise.
-fn check_conditional_writes(client: &S3Client, near: &str) -> Result<()> {
-    let c = client.config();
-    let id = format!("{}|{}", c.endpoint, c.bucket);
-    let known = PROBED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&id)
-        .copied();
-    let ok = match known {
-        Some(ok) => ok,
-        None => {
-            let probe = format!("{near}-probe-{}", new_owner());
-            client.put_if(&probe, b"probe", Condition::Absent)?;
-            let second = client.put_if(&probe, b"probe", Condition::Absent)?;
-            client.delete(&probe)?;
-            // Only the second answer tells: the first may read Refused when a retry
-            // followed a lost answer, but a server that honours the condition must
-            // refuse the second.
-            let ok = second == CondPut::Refused;
-            PROBED
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id, ok);
-            ok
+impl ConditionalWrites {
+    /// Verifies once per bucket that the server honours `If-None-Match: *` (a second
+    /// conditional PUT on a probe key must be refused).
+    pub fn check(&self, client: &dyn ObjectStore, db_name: &str) -> Result<()> {
+        let id = client.id();
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .copied();
+        let ok = match known {
+            Some(ok) => ok,
+            None => {
+                let probe = probe_key(db_name, &new_owner());
+                client.put_if(&probe, b"probe", Condition::Absent)?;
+                let second = client.put_if(&probe, b"probe", Condition::Absent)?;
+                client.delete(&probe)?;
+                // Only the second answer tells: the first may read Refused when a retry
+                // followed a lost answer, but a server that honours the condition must
+                // refuse the second.
+                let ok = second == CondPut::Refused;
+                self.known
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, ok);
+                ok
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            let endpoint = client.id();
+            let endpoint = endpoint.rsplit_once('|').map_or("", |(e, _)| e);
+            Err(Error::Config(format!(
+                "the S3 server at {endpoint} ignores conditional writes (If-None-Match), so s3vfs cannot lock databases in bucket '{}': use a server that supports them, or open with locking=none (S3VFS_LOCKING=none) to write without locking, as sqlite-s3vfs does — then only one writer at a time is safe",
+                client.bucket()
+            )))
         }
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "the S3 server at {} ignores conditional writes (If-None-Match), so s3vfs cannot lock databases in bucket '{}': use a server that supports them, or open with locking=none (S3VFS_LOCKING=none) to write without locking, as sqlite-s3vfs does — then only one writer at a time is safe",
-            c.endpoint, c.bucket
-        )))
     }
 }

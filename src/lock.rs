@@ -14,29 +14,17 @@
 //! writer at PENDING waits for other processes' marks to go (`readers.rs`), so readers
 //! anywhere see only whole transactions, at the price of a few requests per transaction.
 
+use crate::codes::{code, LockLevel, Locking};
 use crate::error::Result;
 use crate::lease::{Acquire, Lease, LeaseRecord};
 use crate::readers::{self, Mark};
-use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub const NONE: i32 = 0;
-pub const SHARED: i32 = 1;
-pub const RESERVED: i32 = 2;
-pub const PENDING: i32 = 3;
-pub const EXCLUSIVE: i32 = 4;
-
-/// How writers coordinate across processes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Locking {
-    /// A writer lease in S3 (conditional PUTs): one writer anywhere.
-    Lease,
-    /// The lease, plus reader marks: a writer waits for readers in other processes.
-    Strict,
-    /// No coordination across processes, as sqlite-s3vfs: for mixed deployments with it.
-    None,
-}
+use LockLevel::{
+    Exclusive as EXCLUSIVE, None as NONE, Pending as PENDING, Reserved as RESERVED,
+    Shared as SHARED,
+};
 
 /// The shared lock state of one database in this process.
 #[derive(Default)]
@@ -53,21 +41,34 @@ pub struct Entry {
 /// A database's lock entry, shared by its connections in this process.
 pub type SharedEntry = Arc<Mutex<Entry>>;
 
-static TABLE: Lazy<Mutex<HashMap<Arc<str>, SharedEntry>>> = Lazy::new(Default::default);
+/// The process's lock table, like the unix VFS's per-inode table: one entry per database
+/// identity (endpoint, bucket, name), shared by every connection to it. Owned by the VFS.
+#[derive(Default)]
+pub struct LockTable {
+    entries: Mutex<HashMap<Arc<str>, SharedEntry>>,
+}
+
+impl LockTable {
+    /// The lock entry of a database, by its identity.
+    pub fn entry(&self, db: &Arc<str>) -> SharedEntry {
+        locked(&self.entries).entry(db.clone()).or_default().clone()
+    }
+
+    /// Forgets entries no connection uses any more (a process that opens many databases
+    /// in turn must not keep one entry per name for ever).
+    pub fn prune(&self) {
+        locked(&self.entries).retain(|_, e| Arc::strong_count(e) > 1);
+    }
+}
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The lock entry of a database (by its identity: endpoint, bucket, name).
-pub fn entry(file: &Arc<str>) -> SharedEntry {
-    locked(&TABLE).entry(file.clone()).or_default().clone()
-}
-
 /// One connection's view: its level and the shared entry.
 pub struct Lock {
     entry: SharedEntry,
-    pub level: i32,
+    pub level: LockLevel,
     locking: Locking,
 }
 
@@ -99,7 +100,7 @@ impl Lock {
     /// statement that has not read yet, retries with a fresh read).
     pub fn lock(
         &mut self,
-        want: i32,
+        want: LockLevel,
         new_lease: impl FnOnce() -> Lease,
         still_current: impl FnOnce() -> Result<bool>,
     ) -> Result<Outcome> {
@@ -113,7 +114,12 @@ impl Lock {
             }
             if self.locking == Locking::Strict && e.mark.is_none() {
                 let lease = e.lease.get_or_insert_with(new_lease);
-                let mark = Mark::register(lease.client().clone(), lease.db_name(), lease.owner())?;
+                let mark = Mark::register(
+                    lease.client().clone(),
+                    lease.db_name(),
+                    lease.owner(),
+                    lease.term(),
+                )?;
                 // The mark is stored: a writer that flags pending from now on waits for
                 // us; one that flagged it before is seen here.
                 if let Some(holder) = lease.pending_writer()? {
@@ -158,7 +164,8 @@ impl Lock {
             // The lease exists: this connection took it at RESERVED.
             if let (Locking::Strict, Some(lease)) = (self.locking, e.lease.as_mut()) {
                 lease.set_pending()?;
-                let others = readers::live_others(lease.client(), lease.db_name(), lease.owner())?;
+                let others =
+                    readers::live_others(lease.client().as_ref(), lease.db_name(), lease.owner())?;
                 if others > 0 {
                     return Ok(Outcome::ReadersElsewhere(others));
                 }
@@ -170,7 +177,7 @@ impl Lock {
     }
 
     /// Lowers the lock to `to` (SHARED or NONE), giving the lease up when leaving RESERVED.
-    pub fn unlock(&mut self, to: i32) -> Result<()> {
+    pub fn unlock(&mut self, to: LockLevel) -> Result<()> {
         if self.level <= to {
             return Ok(());
         }
@@ -192,8 +199,8 @@ impl Lock {
                 if let Some(mark) = e.mark.take() {
                     // A mark left behind only delays writers until it expires.
                     if let Err(err) = mark.remove() {
-                        crate::vfs::log(
-                            crate::vfs::code::IOERR_UNLOCK,
+                        crate::logging::log(
+                            code::IOERR_UNLOCK,
                             &format!("{err} (removing a reader mark; it expires by itself)"),
                         );
                     }

@@ -13,15 +13,10 @@
 //! lease term and is deleted by the next writer that sees it.
 
 use crate::error::{Error, Result};
-use crate::lease::TERM;
-use crate::s3::S3Client;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-/// The folder of a database's reader marks; outside `<name>/` and `<name>-journal/`, so the
-/// sqlite-s3vfs layout is untouched.
-pub fn marks_dir(db_name: &str) -> String {
-    format!("{db_name}.s3vfs-readers/")
-}
+pub use crate::layout::marks_dir;
+use crate::object_store::ObjectStore;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -38,7 +33,8 @@ fn parse(key: &str, dir: &str) -> Option<(u64, String)> {
 
 /// This process's mark on one database.
 pub struct Mark {
-    client: S3Client,
+    client: Arc<dyn ObjectStore>,
+    term: Duration,
     dir: String,
     owner: String,
     key: String,
@@ -47,11 +43,17 @@ pub struct Mark {
 
 impl Mark {
     /// Stores a fresh mark. It must be stored before the caller looks for a pending writer.
-    pub fn register(client: S3Client, db_name: &str, owner: &str) -> Result<Mark> {
+    pub fn register(
+        client: Arc<dyn ObjectStore>,
+        db_name: &str,
+        owner: &str,
+        term: Duration,
+    ) -> Result<Mark> {
         let dir = marks_dir(db_name);
-        let key = store(&client, &dir, owner)?;
+        let key = store(client.as_ref(), &dir, owner, term)?;
         Ok(Mark {
             client,
+            term,
             dir,
             owner: owner.to_string(),
             key,
@@ -64,17 +66,18 @@ impl Mark {
     /// page writes, so it fails rather than answer from a possibly torn view.
     pub fn keep_alive(&mut self) -> Result<()> {
         let age = self.renewed.elapsed();
-        if age < *TERM / 3 {
+        if age < self.term / 3 {
             return Ok(());
         }
-        if age >= *TERM {
+        if age >= self.term {
             return Err(Error::Lease(format!(
                 "this read transaction outlived its reader mark in {} ({} s without renewal): a writer may have changed the database under it; run it again",
                 self.dir,
                 age.as_secs()
             )));
         }
-        let old = std::mem::replace(&mut self.key, store(&self.client, &self.dir, &self.owner)?);
+        let fresh = store(self.client.as_ref(), &self.dir, &self.owner, self.term)?;
+        let old = std::mem::replace(&mut self.key, fresh);
         self.renewed = Instant::now();
         // A leftover old mark only delays writers until it expires.
         let _ = self.client.delete(&old);
@@ -87,8 +90,8 @@ impl Mark {
     }
 }
 
-fn store(client: &S3Client, dir: &str, owner: &str) -> Result<String> {
-    let expires = now_ms() + TERM.as_millis() as u64;
+fn store(client: &dyn ObjectStore, dir: &str, owner: &str, term: Duration) -> Result<String> {
+    let expires = now_ms() + term.as_millis() as u64;
     let key = format!("{dir}{expires:013}-{owner}");
     let body = format!(
         "{{\"pid\":{},\"expires_ms\":{expires}}}",
@@ -100,7 +103,7 @@ fn store(client: &S3Client, dir: &str, owner: &str) -> Result<String> {
 
 /// How many other processes hold a live read mark on `db_name`. Expired marks (of
 /// crashed readers) are deleted on the way.
-pub fn live_others(client: &S3Client, db_name: &str, own_owner: &str) -> Result<usize> {
+pub fn live_others(client: &dyn ObjectStore, db_name: &str, own_owner: &str) -> Result<usize> {
     let dir = marks_dir(db_name);
     let now = now_ms();
     let mut live = 0;

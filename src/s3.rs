@@ -5,7 +5,7 @@
 //! the key, the HTTP status and the S3 error code, and nothing secret: the signature and
 //! the credentials never leave [`S3Client::send`].
 
-use crate::config::Config;
+use crate::config::Target;
 use crate::error::{Error, Result};
 use crate::stats::{self, Op};
 use hmac::Mac;
@@ -39,11 +39,6 @@ static AGENT: Lazy<ureq::Agent> = Lazy::new(|| {
         .into()
 });
 
-/// `S3VFS_TRACE=1` prints every request (operation, URL, status) on stderr: for seeing
-/// what a query costs. URLs carry no credentials.
-static TRACE: Lazy<bool> =
-    Lazy::new(|| crate::config::process_env("S3VFS_TRACE").is_some_and(|v| v != "0"));
-
 /// One object in a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -54,7 +49,7 @@ pub struct ObjectInfo {
 /// A bucket on an endpoint, with the credentials to sign for it.
 #[derive(Clone, Debug)]
 pub struct S3Client {
-    cfg: Arc<Config>,
+    cfg: Arc<Target>,
 }
 
 struct Reply {
@@ -85,11 +80,13 @@ pub enum CondPut {
 }
 
 impl S3Client {
-    pub fn new(cfg: Arc<Config>) -> S3Client {
-        S3Client { cfg }
+    /// A client for one bucket: where it is and how to sign, nothing about databases.
+    pub fn new(target: Arc<Target>) -> S3Client {
+        S3Client { cfg: target }
     }
 
-    pub fn config(&self) -> &Config {
+    /// The bucket, endpoint and credentials this client speaks to.
+    pub fn target(&self) -> &Target {
         &self.cfg
     }
 
@@ -370,7 +367,8 @@ impl S3Client {
             attempt += 1;
             stats::request(op, body.len());
             let outcome = self.send_once(method, &url, &payload_hash, extra_headers, body);
-            if *TRACE {
+            // `S3VFS_TRACE=1`: what a query costs. URLs carry no credentials.
+            if crate::config::process().trace {
                 let status = outcome
                     .as_ref()
                     .map_or_else(|e| e.to_string(), |r| r.status.to_string());
@@ -644,7 +642,7 @@ mod tests {
 
     #[test]
     fn path_style_urls_keep_slashes_and_encode_queries() {
-        let cfg = Config {
+        let cfg = Target {
             bucket: "b".into(),
             endpoint: "http://127.0.0.1:9000".into(),
             path_style: true,
@@ -654,10 +652,6 @@ mod tests {
                 secret_key: "s".into(),
                 session_token: None,
             },
-            block_size: 4096,
-            concurrency: 16,
-            cache_size: 0,
-            locking: crate::lock::Locking::Lease,
         };
         let c = S3Client::new(Arc::new(cfg.clone()));
         assert_eq!(
@@ -668,7 +662,7 @@ mod tests {
             c.url("", &[("prefix", "x/y".into())]),
             "http://127.0.0.1:9000/b?prefix=x%2Fy"
         );
-        let v = S3Client::new(Arc::new(Config {
+        let v = S3Client::new(Arc::new(Target {
             path_style: false,
             endpoint: "https://s3.eu-west-1.amazonaws.com".into(),
             ..cfg

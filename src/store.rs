@@ -14,44 +14,12 @@
 
 use crate::cache::{Key, CACHE};
 use crate::error::Result;
+use crate::header::header_size;
+use crate::layout::{block_key, block_of, blocks_prefix};
+use crate::object_store::ObjectStore;
 use crate::parallel::{par_map, DEFAULT_CONCURRENCY};
-use crate::s3::{ObjectInfo, S3Client};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// The object operations the block layer needs.
-pub trait ObjectStore: Send + Sync {
-    /// Names the bucket (endpoint included), so cache keys of different stores differ.
-    fn id(&self) -> String;
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
-    fn put(&self, key: &str, data: &[u8]) -> Result<()>;
-    fn delete(&self, key: &str) -> Result<()>;
-    fn delete_many(&self, keys: &[String]) -> Result<()>;
-    /// Objects under `prefix`, at most `limit` of them, in any order.
-    fn list(&self, prefix: &str, limit: Option<usize>) -> Result<Vec<ObjectInfo>>;
-}
-
-impl ObjectStore for S3Client {
-    fn id(&self) -> String {
-        let c = self.config();
-        format!("{}|{}", c.endpoint, c.bucket)
-    }
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        S3Client::get(self, key)
-    }
-    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
-        S3Client::put(self, key, data)
-    }
-    fn delete(&self, key: &str) -> Result<()> {
-        S3Client::delete(self, key)
-    }
-    fn delete_many(&self, keys: &[String]) -> Result<()> {
-        S3Client::delete_many(self, keys)
-    }
-    fn list(&self, prefix: &str, limit: Option<usize>) -> Result<Vec<ObjectInfo>> {
-        S3Client::list(self, prefix, limit)
-    }
-}
 
 /// Offset 1 GiB: SQLite never writes the page holding this byte (the lock-byte page), so
 /// a database that grows past it leaves a hole that the layout must fill with zeros.
@@ -67,9 +35,6 @@ pub const DIRTY_LIMIT: usize = 32 << 20;
 
 /// Most blocks fetched ahead of a sequential reader in one batch.
 const MAX_READAHEAD: u64 = 256;
-
-/// The first 16 bytes of every SQLite database file.
-pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 /// One file (a database or a journal) stored as blocks.
 pub struct BlockFile {
@@ -167,13 +132,12 @@ impl BlockFile {
     }
 
     fn listed(&self, limit: Option<usize>) -> Result<Vec<Block>> {
-        let prefix = format!("{}/", self.name);
         let mut blocks: Vec<Block> = self
             .store
-            .list(&prefix, limit)?
+            .list(&blocks_prefix(&self.name), limit)?
             .into_iter()
             .filter_map(|o| {
-                let index = parse_block_index(o.key.strip_prefix(&prefix)?)?;
+                let index = block_of(&self.name, &o.key)?;
                 Some(Block { index, len: o.size })
             })
             .collect();
@@ -241,7 +205,7 @@ impl BlockFile {
     pub fn exists(&self) -> Result<bool> {
         Ok(!self
             .store
-            .list(&format!("{}/", self.name), Some(1))?
+            .list(&blocks_prefix(&self.name), Some(1))?
             .is_empty())
     }
 
@@ -558,104 +522,10 @@ impl BlockFile {
     }
 }
 
-/// The database size a SQLite header vouches for: page count × page size, when the
-/// magic is right and version-valid-for equals the change counter.
-pub fn header_size(h: &[u8]) -> Option<u64> {
-    if h.len() < 100 || &h[..16] != SQLITE_MAGIC {
-        return None;
-    }
-    let be32 = |o: usize| u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
-    let page_size = match u16::from_be_bytes([h[16], h[17]]) {
-        1 => 65536,
-        p if p >= 512 && p.is_power_of_two() => u64::from(p),
-        _ => return None,
-    };
-    let pages = be32(28);
-    (pages > 0 && be32(92) == be32(24)).then(|| u64::from(pages) * page_size)
-}
-
-/// The object key of block `index` of file `name`.
-pub fn block_key(name: &str, index: u64) -> String {
-    format!("{name}/{index:010}")
-}
-
-/// The index of a block key's last component, if it is a block name (all digits).
-pub fn parse_block_index(tail: &str) -> Option<u64> {
-    if tail.is_empty() || !tail.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    tail.parse().ok()
-}
-
-#[cfg(test)]
-pub mod memory {
-    //! An in-memory [`ObjectStore`] for unit tests of the block arithmetic.
-    use super::*;
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
-
-    pub struct MemoryStore {
-        pub objects: Mutex<BTreeMap<String, Vec<u8>>>,
-        pub gets: std::sync::atomic::AtomicUsize,
-        id: usize,
-    }
-
-    impl Default for MemoryStore {
-        fn default() -> Self {
-            // Each store is its own bucket, so tests never share cache entries.
-            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            MemoryStore {
-                objects: Mutex::default(),
-                gets: Default::default(),
-                id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            }
-        }
-    }
-
-    impl ObjectStore for MemoryStore {
-        fn id(&self) -> String {
-            format!("memory-{}", self.id)
-        }
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-            self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(self.objects.lock().unwrap().get(key).cloned())
-        }
-        fn put(&self, key: &str, data: &[u8]) -> Result<()> {
-            self.objects
-                .lock()
-                .unwrap()
-                .insert(key.into(), data.to_vec());
-            Ok(())
-        }
-        fn delete(&self, key: &str) -> Result<()> {
-            self.objects.lock().unwrap().remove(key);
-            Ok(())
-        }
-        fn delete_many(&self, keys: &[String]) -> Result<()> {
-            let mut m = self.objects.lock().unwrap();
-            keys.iter().for_each(|k| {
-                m.remove(k);
-            });
-            Ok(())
-        }
-        fn list(&self, prefix: &str, limit: Option<usize>) -> Result<Vec<ObjectInfo>> {
-            let m = self.objects.lock().unwrap();
-            Ok(m.iter()
-                .filter(|(k, _)| k.starts_with(prefix))
-                .take(limit.unwrap_or(usize::MAX))
-                .map(|(k, v)| ObjectInfo {
-                    key: k.clone(),
-                    size: v.len() as u64,
-                })
-                .collect())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::memory::MemoryStore;
     use super::*;
+    use crate::object_store::memory::MemoryStore;
 
     fn file(b: u64) -> (Arc<MemoryStore>, BlockFile) {
         let store = Arc::new(MemoryStore::default());
@@ -665,22 +535,13 @@ mod tests {
 
     fn sizes(store: &MemoryStore) -> Vec<(String, usize)> {
         store
-            .objects
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.len()))
+            .keys()
+            .into_iter()
+            .map(|k| {
+                let n = store.peek(&k).unwrap().len();
+                (k, n)
+            })
             .collect()
-    }
-
-    #[test]
-    fn keys_are_ten_zero_padded_digits() {
-        assert_eq!(
-            block_key("my/path/cool.sqlite", 16384),
-            "my/path/cool.sqlite/0000016384"
-        );
-        assert_eq!(parse_block_index("0000000002"), Some(2));
-        assert_eq!(parse_block_index("lock"), None);
     }
 
     #[test]
@@ -742,7 +603,7 @@ mod tests {
         f.write(&vec![5u8; 3 * 4096], 0).unwrap();
         f.flush().unwrap();
         crate::cache::CACHE.drop_file(&f.file_id);
-        store.objects.lock().unwrap().remove("db/0000000001");
+        store.remove("db/0000000001");
         let mut back = vec![0u8; 3 * 4096];
         assert!(!f.read(&mut back, 0).unwrap());
         assert!(back[4096..8192].iter().all(|&x| x == 0));
@@ -754,14 +615,11 @@ mod tests {
         let (store, mut f) = file(4096);
         f.write(&vec![1u8; 8192], 0).unwrap();
         f.write(&vec![2u8; 8192], 0).unwrap();
-        assert!(
-            store.objects.lock().unwrap().is_empty(),
-            "writes wait for the flush"
-        );
+        assert!(store.keys().is_empty(), "writes wait for the flush");
         f.flush().unwrap();
         assert_eq!(sizes(&store).len(), 2);
         crate::cache::CACHE.drop_file(&f.file_id);
-        let gets = || store.gets.load(std::sync::atomic::Ordering::Relaxed);
+        let gets = || store.count("GET ");
         assert_eq!(gets(), 0, "whole-block writes need no fetch");
         f.write(&[3u8; 10], 100).unwrap();
         f.write(&[4u8; 10], 200).unwrap();
@@ -771,8 +629,7 @@ mod tests {
             "the block is fetched once, then merged in memory"
         );
         f.flush().unwrap();
-        let m = store.objects.lock().unwrap();
-        let b0 = m.get("db/0000000000").unwrap();
+        let b0 = store.peek("db/0000000000").unwrap();
         assert_eq!((b0[99], b0[100], b0[200], b0[210]), (2, 3, 4, 2));
     }
 
@@ -788,7 +645,7 @@ mod tests {
         );
         f.flush().unwrap();
         crate::cache::CACHE.drop_file(&f.file_id);
-        let gets = || store.gets.load(std::sync::atomic::Ordering::Relaxed);
+        let gets = || store.count("GET ");
         for i in 0..40 {
             f.read(&mut page, i * 4096).unwrap();
         }
@@ -802,23 +659,6 @@ mod tests {
             f.read(&mut page, i * 4096).unwrap();
         }
         assert_eq!(gets(), before, "the second scan is served by the cache");
-    }
-
-    #[test]
-    fn header_size_needs_a_valid_header() {
-        let mut h = [0u8; 100];
-        h[..16].copy_from_slice(b"SQLite format 3\0");
-        h[16..18].copy_from_slice(&1u16.to_be_bytes()); // 65536
-        h[24..28].copy_from_slice(&7u32.to_be_bytes());
-        h[28..32].copy_from_slice(&3u32.to_be_bytes());
-        h[92..96].copy_from_slice(&7u32.to_be_bytes());
-        assert_eq!(header_size(&h), Some(3 * 65536));
-        h[92..96].copy_from_slice(&6u32.to_be_bytes());
-        assert_eq!(
-            header_size(&h),
-            None,
-            "a stale in-header size is not trusted"
-        );
     }
 
     #[test]
@@ -848,12 +688,13 @@ mod tests {
         f.write(&page, LOCK_BYTE_OFFSET - 65536).unwrap();
         f.write(&page, LOCK_BYTE_OFFSET + 65536).unwrap();
         f.flush().unwrap();
-        let m = store.objects.lock().unwrap();
-        let lock = m.get("db/0000016384").expect("the lock-byte block exists");
+        let lock = store
+            .peek("db/0000016384")
+            .expect("the lock-byte block exists");
         assert_eq!(lock.len(), 65536);
         assert!(lock.iter().all(|&x| x == 0));
         assert_eq!(
-            m.keys().cloned().collect::<Vec<_>>(),
+            store.keys(),
             ["db/0000016383", "db/0000016384", "db/0000016385"]
         );
     }

@@ -10,10 +10,12 @@
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::journal::journal_name;
+use crate::header::{header_size, journal_may_be_hot, SQLITE_MAGIC};
+use crate::layout::{block_key, journal_name};
+use crate::object_store::ObjectStore;
 use crate::parallel::par_map;
 use crate::s3::S3Client;
-use crate::store::{block_key, header_size, Block, BlockFile, SQLITE_MAGIC};
+use crate::store::{Block, BlockFile};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -44,47 +46,51 @@ impl Progress for () {
     fn advance(&self, _: u64) {}
 }
 
-/// A place in S3: a client for its bucket and the key or prefix within it.
+/// A place in S3: the store of its bucket, the settings to read it with, and the key or
+/// prefix within it.
+#[derive(Clone)]
 pub struct Location {
-    pub client: S3Client,
+    pub store: Arc<dyn ObjectStore>,
+    pub cfg: Arc<Config>,
     pub key: String,
 }
 
-/// Resolves `s3://bucket/key` (another bucket, same endpoint and credentials) or a plain
-/// key/prefix in the bucket that `base` names.
-pub fn locate(arg: &str, base: Arc<Config>) -> Result<Location> {
-    let (cfg, key) = match arg.strip_prefix("s3://") {
-        Some(rest) => {
-            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() || key.is_empty() {
-                return Err(Error::Config(format!(
-                    "'{arg}' is not of the form s3://bucket/key"
-                )));
-            }
-            let cfg = Config {
-                bucket: bucket.to_string(),
-                ..(*base).clone()
-            };
-            (Arc::new(cfg), key.to_string())
+impl Location {
+    /// A location in S3 with these settings.
+    pub fn s3(cfg: Arc<Config>, key: &str) -> Location {
+        Location {
+            store: Arc::new(S3Client::new(cfg.target.clone())),
+            cfg,
+            key: key.to_string(),
         }
-        None => (base, arg.to_string()),
-    };
+    }
+
+    /// The bucket's name, for messages.
+    pub fn bucket(&self) -> &str {
+        &self.cfg.target.bucket
+    }
+
+    /// `s3://bucket/key`, for messages.
+    pub fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket(), self.key)
+    }
+}
+
+/// Checks a key given as `arg` (already resolved to `key` in the bucket of `cfg`) and
+/// makes its location.
+pub fn locate(cfg: Arc<Config>, key: &str, arg: &str) -> Result<Location> {
     if key.is_empty() || key.ends_with('/') {
         return Err(Error::Config(format!(
             "'{arg}' names no object (empty key or a trailing /)"
         )));
     }
-    Ok(Location {
-        client: S3Client::new(cfg),
-        key,
-    })
+    Ok(Location::s3(cfg, key))
 }
 
 /// The block file of a database prefix at a location.
 fn blocks_at(loc: &Location) -> BlockFile {
-    let cfg = loc.client.config();
-    BlockFile::new(Arc::new(loc.client.clone()), &loc.key, cfg.block_size)
-        .with_concurrency(cfg.concurrency)
+    BlockFile::new(loc.store.clone(), &loc.key, loc.cfg.block_size)
+        .with_concurrency(loc.cfg.concurrency)
 }
 
 /// The header (with the file change counter), or why a copy cannot start now. The header
@@ -94,23 +100,23 @@ fn blocks_at(loc: &Location) -> BlockFile {
 /// writes page 1 later and the header read after the copy differs.
 fn quiet_header(db: &Location) -> Result<Vec<u8>> {
     let header = db
-        .client
+        .store
         .get_range(&block_key(&db.key, 0), 0, 100)?
         .unwrap_or_default();
     if header.len() < 100 || header_size(&header).is_none() {
         return Err(Error::Format(format!(
             "s3://{}/{}/ holds no SQLite database (its first block is missing or not a valid SQLite header)",
-            db.client.config().bucket,
+            db.bucket(),
             db.key
         )));
     }
     let journal = db
-        .client
+        .store
         .get_range(&block_key(&journal_name(&db.key), 0), 0, 28)?;
-    if journal.is_some_and(|j| j.iter().any(|&b| b != 0)) {
+    if journal_may_be_hot(journal.as_deref()) {
         return Err(Error::Busy(format!(
             "a rollback journal is pending for s3://{}/{} (a writer is committing, or crashed): retry, or open the database once so SQLite rolls the journal back",
-            db.client.config().bucket,
+            db.bucket(),
             db.key
         )));
     }
@@ -139,7 +145,7 @@ fn with_snapshot<T>(
     }
     Err(Error::Busy(format!(
         "s3://{}/{} changed while it was being copied ({SNAPSHOT_ATTEMPTS} attempts): retry when writes pause",
-        db.client.config().bucket,
+        db.bucket(),
         db.key
     )))
 }
@@ -155,7 +161,7 @@ pub fn serialize(db: &Location, target: &Location) -> Result<u64> {
 /// The database as bytes in memory (for small databases: at most [`MAX_BLOB`]).
 pub fn serialize_to_memory(db: &Location) -> Result<Vec<u8>> {
     let blocks = blocks_at(db);
-    let concurrency = db.client.config().concurrency;
+    let concurrency = db.cfg.concurrency;
     let copy = |size| {
         if size > MAX_BLOB {
             return Err(Error::Format(format!(
@@ -177,11 +183,11 @@ impl Upload<'_> {
     /// Makes the object visible.
     fn finish(self) -> Result<()> {
         match self {
-            Upload::Single(t, data) => t.client.put(&t.key, &data),
+            Upload::Single(t, data) => t.store.put(&t.key, &data),
             Upload::Multipart(t, id, etags) => {
-                let done = t.client.complete_multipart(&t.key, &id, &etags);
+                let done = t.store.complete_multipart(&t.key, &id, &etags);
                 if done.is_err() {
-                    let _ = t.client.abort_multipart(&t.key, &id);
+                    let _ = t.store.abort_multipart(&t.key, &id);
                 }
                 done
             }
@@ -190,7 +196,7 @@ impl Upload<'_> {
 
     fn abandon(self) {
         if let Upload::Multipart(t, id, _) = self {
-            let _ = t.client.abort_multipart(&t.key, &id);
+            let _ = t.store.abort_multipart(&t.key, &id);
         }
     }
 }
@@ -252,7 +258,7 @@ fn per_part<T: Send>(
     each: impl Fn(u64, u64, Vec<u8>) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     let blocks = blocks_at(db);
-    let concurrency = db.client.config().concurrency;
+    let concurrency = db.cfg.concurrency;
     let part = part_size(size, blocks.block_size());
     let parts: Vec<u64> = (0..size.div_ceil(part)).collect();
     par_map(&parts, PARALLEL_PARTS, |&p| {
@@ -269,23 +275,23 @@ fn per_part<T: Send>(
 /// (aborted on any failure, so nothing is left behind).
 fn upload_copy<'a>(db: &Location, target: &'a Location, size: u64) -> Result<Upload<'a>> {
     let blocks = blocks_at(db);
-    let concurrency = db.client.config().concurrency;
+    let concurrency = db.cfg.concurrency;
     if size <= part_size(size, blocks.block_size()) {
         return Ok(Upload::Single(
             target,
             read_span(&blocks, concurrency, 0, size, &())?,
         ));
     }
-    let id = target.client.create_multipart(&target.key)?;
+    let id = target.store.create_multipart(&target.key)?;
     let uploaded = per_part(db, size, &(), |p, _, data| {
         target
-            .client
+            .store
             .upload_part(&target.key, &id, p as usize + 1, &data)
     });
     match uploaded {
         Ok(etags) => Ok(Upload::Multipart(target, id, etags)),
         Err(e) => {
-            let _ = target.client.abort_multipart(&target.key, &id);
+            let _ = target.store.abort_multipart(&target.key, &id);
             Err(e)
         }
     }
@@ -330,10 +336,10 @@ pub fn check_sqlite_file(header: &[u8], len: u64) -> std::result::Result<(), Str
 /// Stores a plain SQLite file object as blocks under a prefix and returns the number of
 /// blocks written. Everything is checked before the first write.
 pub fn deserialize(source: &Location, db: &Location, replace: bool) -> Result<u64> {
-    let where_ = format!("s3://{}/{}", source.client.config().bucket, source.key);
-    let Some(len) = source.client.head(&source.key)? else {
+    let where_ = format!("s3://{}/{}", source.bucket(), source.key);
+    let Some(len) = source.store.head(&source.key)? else {
         // HEAD answers a bare 404 for a missing bucket too; a listing names which it is.
-        source.client.list("", Some(1))?;
+        source.store.list("", Some(1))?;
         return Err(Error::NotFound(format!(
             "{where_} does not exist: check the key"
         )));
@@ -342,7 +348,7 @@ pub fn deserialize(source: &Location, db: &Location, replace: bool) -> Result<u6
         Vec::new()
     } else {
         source
-            .client
+            .store
             .get_range(&source.key, 0, len.min(100))?
             .unwrap_or_default()
     };
@@ -352,7 +358,7 @@ pub fn deserialize(source: &Location, db: &Location, replace: bool) -> Result<u6
         ))
     })?;
     let target = blocks_at(db);
-    let dest = format!("s3://{}/{}", db.client.config().bucket, db.key);
+    let dest = format!("s3://{}/{}", db.bucket(), db.key);
     let existing = target.blocks()?;
     if !existing.is_empty() && !replace {
         return Err(Error::Format(format!(
@@ -361,7 +367,7 @@ pub fn deserialize(source: &Location, db: &Location, replace: bool) -> Result<u6
     }
     store_blocks(db, len, &existing, &(), |start, end| {
         source
-            .client
+            .store
             .get_range(&source.key, start, end)?
             .filter(|d| d.len() as u64 == end - start)
             .ok_or_else(|| {
@@ -383,7 +389,7 @@ fn store_blocks(
 ) -> Result<u64> {
     let target = blocks_at(db);
     let b = target.block_size();
-    let concurrency = db.client.config().concurrency;
+    let concurrency = db.cfg.concurrency;
     let chunk = part_size(len, b);
     let n_blocks = len.div_ceil(b);
     progress.start(len);
@@ -394,7 +400,7 @@ fn store_blocks(
         par_map(&indices, concurrency, |&i| {
             let from = (i * b - start) as usize;
             let to = (((i + 1) * b).min(end) - start) as usize;
-            db.client.put(&block_key(&db.key, i), &data[from..to])?;
+            db.store.put(&block_key(&db.key, i), &data[from..to])?;
             progress.advance((to - from) as u64);
             Ok(())
         })?;
@@ -406,9 +412,9 @@ fn store_blocks(
         .map(|blk| block_key(&db.key, blk.index))
         .collect();
     if !stale.is_empty() {
-        db.client.delete_many(&stale)?;
+        db.store.delete_many(&stale)?;
     }
-    let mut journal = BlockFile::new(Arc::new(db.client.clone()), &journal_name(&db.key), b);
+    let mut journal = BlockFile::new(db.store.clone(), &journal_name(&db.key), b);
     journal.delete_all(None)?;
     target.forget_cached_blocks();
     Ok(n_blocks)
@@ -422,7 +428,7 @@ pub fn stored_block_size(db: &Location) -> Result<Option<u64>> {
     let first = blocks_at(db).first_blocks(2)?;
     Ok(match first.as_slice() {
         [] => None,
-        [only] => Some(db.client.config().block_size.max(only.len)),
+        [only] => Some(db.cfg.block_size.max(only.len)),
         [first, ..] => Some(first.len),
     })
 }
@@ -430,20 +436,19 @@ pub fn stored_block_size(db: &Location) -> Result<Option<u64>> {
 /// The same location, with the block size its stored blocks have (see
 /// [`stored_block_size`]), or [`Error::NotFound`] when nothing is stored there.
 pub fn as_stored(db: &Location) -> Result<Location> {
-    let cfg = db.client.config();
     let Some(block_size) = stored_block_size(db)? else {
+        let bucket = db.bucket();
         return Err(Error::NotFound(format!(
-            "no database at s3://{}/{}: nothing is stored under s3://{}/{}/ (check the URL; `s3vfs ls s3://{}/` lists the databases)",
-            cfg.bucket, db.key, cfg.bucket, db.key, cfg.bucket
+            "no database at s3://{bucket}/{}: nothing is stored under s3://{bucket}/{}/ (check the URL; `s3vfs ls s3://{bucket}/` lists the databases)",
+            db.key, db.key
         )));
     };
-    let cfg = Config {
-        block_size,
-        ..cfg.clone()
-    };
     Ok(Location {
-        client: S3Client::new(Arc::new(cfg)),
-        key: db.key.clone(),
+        cfg: Arc::new(Config {
+            block_size,
+            ..(*db.cfg).clone()
+        }),
+        ..db.clone()
     })
 }
 
@@ -516,7 +521,7 @@ pub fn import_file(
     }
     let len = meta.len();
     check_local_database(path, &file, len)?;
-    let dest = format!("s3://{}/{}", db.client.config().bucket, db.key);
+    let dest = format!("s3://{}/{}", db.bucket(), db.key);
     let existing = blocks_at(db).blocks()?;
     if !existing.is_empty() && !replace {
         return Err(Error::Refused(format!(
@@ -650,10 +655,7 @@ mod tests {
             "endpoint" => Some("http://127.0.0.1:9".to_string()),
             _ => None,
         };
-        Location {
-            client: S3Client::new(Arc::new(Config::resolve(&uri, &env).unwrap())),
-            key: key.into(),
-        }
+        Location::s3(Arc::new(Config::resolve(&uri, &env).unwrap()), key)
     }
 
     #[test]

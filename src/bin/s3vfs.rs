@@ -11,15 +11,16 @@
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use s3vfs::codes::Locking;
 use s3vfs::config::{self, Config};
 use s3vfs::error::{Error, Result};
-use s3vfs::journal::journal_name;
-use s3vfs::lease::{self, Acquire, Lease, LeaseRecord};
-use s3vfs::lock::Locking;
+use s3vfs::header::{header_size, SQLITE_MAGIC};
+use s3vfs::layout::{block_key, journal_name, lease_key, marks_dir, parse_block_index};
+use s3vfs::lease::{self, Acquire, ConditionalWrites, Lease, LeaseRecord};
+use s3vfs::object_store::ObjectStore;
 use s3vfs::parallel::par_map;
-use s3vfs::readers::marks_dir;
 use s3vfs::s3::S3Client;
-use s3vfs::store::{block_key, header_size, parse_block_index, BlockFile, SQLITE_MAGIC};
+use s3vfs::store::BlockFile;
 use s3vfs::transfer::{self, Location, Progress};
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -256,14 +257,11 @@ fn database(s3: &S3Options, url: &str, block_size: Option<&str>) -> Result<Locat
         )));
     }
     config::check_db_name(&key)?;
-    Ok(Location {
-        client: S3Client::new(config(s3, &bucket, block_size)?),
-        key,
-    })
+    Ok(Location::s3(config(s3, &bucket, block_size)?, &key))
 }
 
 fn url_of(db: &Location) -> String {
-    format!("s3://{}/{}", db.client.config().bucket, db.key)
+    db.url()
 }
 
 /// Requests sent so far by this process.
@@ -306,7 +304,7 @@ fn import(
         "imported {} to {}: {blocks} blocks of {} bytes, {}",
         local.display(),
         url_of(&db),
-        db.client.config().block_size,
+        db.cfg.block_size,
         summary(size, started)
     );
     Ok(())
@@ -396,7 +394,7 @@ impl Header {
 }
 
 /// The first 100 bytes of a database, if block 0 exists.
-fn read_header(client: &S3Client, name: &str) -> Result<Option<Vec<u8>>> {
+fn read_header(client: &dyn ObjectStore, name: &str) -> Result<Option<Vec<u8>>> {
     client.get_range(&block_key(name, 0), 0, 100)
 }
 
@@ -410,7 +408,7 @@ struct Found {
 fn ls(s3: &S3Options, url: &str) -> Result<()> {
     let (bucket, prefix) = parse_url(url)?;
     let cfg = config(s3, &bucket, None)?;
-    let client = S3Client::new(cfg.clone());
+    let client = S3Client::new(cfg.target.clone());
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
     for o in client.list(&prefix, None)? {
         let Some((name, tail)) = o.key.rsplit_once('/') else {
@@ -513,9 +511,19 @@ fn holder(r: &LeaseRecord) -> String {
     )
 }
 
+/// The lease object of a database (not taken).
+fn new_lease(db: &Location) -> Lease {
+    Lease::new(
+        db.store.clone(),
+        &db.key,
+        db.cfg.lease_term,
+        Arc::new(ConditionalWrites::default()),
+    )
+}
+
 /// The live lease on a database, if another writer holds one.
 fn live_lease(db: &Location) -> Result<Option<LeaseRecord>> {
-    let lease = Lease::new(db.client.clone(), &db.key);
+    let lease = new_lease(db);
     Ok(lease
         .read()?
         .map(|(r, _)| r)
@@ -537,14 +545,14 @@ fn refuse_if_written(db: &Location, what: &str) -> Result<()> {
 fn info(s3: &S3Options, url: &str) -> Result<()> {
     let db = database(s3, url, None)?;
     let name = url_of(&db);
-    let store = Arc::new(db.client.clone());
+    let store = db.store.clone();
     let first = BlockFile::new(store.clone(), &db.key, 4096).first_blocks(2)?;
     if first.is_empty() {
         return Err(Error::NotFound(format!(
             "no database at {name}: nothing is stored under {name}/ (check the URL; `s3vfs ls` lists the databases under a prefix)"
         )));
     }
-    let raw = read_header(&db.client, &db.key)?.unwrap_or_default();
+    let raw = read_header(db.store.as_ref(), &db.key)?.unwrap_or_default();
     let h = Header::parse(&raw).ok_or_else(|| {
         Error::Format(format!(
             "{name}/ holds no SQLite database: its block 0 is missing or does not start with the SQLite header"
@@ -561,16 +569,16 @@ fn info(s3: &S3Options, url: &str) -> Result<()> {
     };
     let v = h.sqlite_version;
     let journal_name = journal_name(&db.key);
-    let journal = match db.client.list(&format!("{journal_name}/"), Some(1))?.first() {
+    let journal = match db.store.list(&format!("{journal_name}/"), Some(1))?.first() {
         None => "none".to_string(),
-        Some(_) => match db.client.get_range(&block_key(&journal_name, 0), 0, 28)? {
+        Some(_) => match db.store.get_range(&block_key(&journal_name, 0), 0, 28)? {
             Some(j) if j.iter().any(|&b| b != 0) => format!(
                 "present and hot: a writer is committing, or crashed (the next writer rolls it back) ({name}-journal/)"
             ),
             _ => format!("present, not hot (a zeroed or partly deleted journal) ({name}-journal/)"),
         },
     };
-    let lease = match Lease::new(db.client.clone(), &db.key).read()? {
+    let lease = match new_lease(&db).read()? {
         None => "none".to_string(),
         Some((r, _)) if r.live(lease::now_ms()) => format!("held: {}", holder(&r)),
         Some((r, _)) if r.released => {
@@ -612,11 +620,11 @@ fn info(s3: &S3Options, url: &str) -> Result<()> {
 fn rm(s3: &S3Options, url: &str, yes: bool) -> Result<()> {
     let db = database(s3, url, None)?;
     let name = url_of(&db);
-    let client = &db.client;
+    let client = &db.store;
     let blocks = client.list(&format!("{}/", db.key), None)?;
     let journal = client.list(&format!("{}/", journal_name(&db.key)), None)?;
     let marks = client.list(&marks_dir(&db.key), None)?;
-    let lease_key = lease::lease_key(&db.key);
+    let lease_key = lease_key(&db.key);
     let has_lease = client.head(&lease_key)?.is_some();
     if blocks.is_empty() && journal.is_empty() && marks.is_empty() && !has_lease {
         return Err(Error::NotFound(format!(
@@ -642,8 +650,8 @@ fn rm(s3: &S3Options, url: &str, yes: bool) -> Result<()> {
     }
     // Keep writers out while deleting; without conditional writes (locking=none) the
     // check above is all there is.
-    let mut lease = Lease::new(client.clone(), &db.key);
-    if client.config().locking != Locking::None {
+    let mut lease = new_lease(&db);
+    if db.cfg.locking != Locking::None {
         if let Acquire::Busy(r) = lease.acquire()? {
             return Err(Error::Refused(format!(
                 "will not delete {name}: a writer took its lease just now ({}); nothing was deleted",
