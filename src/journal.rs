@@ -66,6 +66,13 @@ impl Journals {
             .is_some_and(|j| locked(&j).dirty_bytes() > 0)
     }
 
+    /// Drops the open journal's buffered writes (its transaction failed).
+    pub fn discard(&self, id: &Arc<str>) {
+        if let Some(j) = self.open_journal(id) {
+            locked(&j).discard_dirty();
+        }
+    }
+
     /// Flushes the open journal `journal` (if any), then the database.
     pub fn flush_database(&self, journal: &Arc<str>, db: &mut BlockFile) -> Result<()> {
         if let Some(j) = self.open_journal(journal) {

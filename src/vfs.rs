@@ -24,6 +24,7 @@ use crate::cache::CACHE;
 use crate::codes::{code, LockLevel, Locking, OpenKind};
 use crate::config::{self, Config, ProcessSettings, Target};
 use crate::error::{Error, Result};
+use crate::fence::Fence;
 use crate::header::is_database_start;
 use crate::journal::{Journals, SharedFile};
 use crate::layout::{self, block_key, journal_name, DbId};
@@ -126,6 +127,17 @@ impl S3Vfs {
             .with_concurrency(cfg.concurrency)
     }
 
+    /// A file of database `db` that writes only while `db`'s fence is open (unless
+    /// locking is off: then nothing coordinates writers and nothing is fenced).
+    fn fenced_file(&self, cfg: &Config, db: &DbId, name: &str) -> BlockFile {
+        let store = (self.stores)(&cfg.target);
+        let store = match cfg.locking {
+            Locking::None => store,
+            _ => store.fenced(self.locks.fence(&db.key())),
+        };
+        BlockFile::new(store, name, cfg.block_size).with_concurrency(cfg.concurrency)
+    }
+
     /// The database a non-main file belongs to: exactly, by the address of its name, when
     /// SQLite derived it from an open database; else by SQLite's naming rule among the
     /// open databases; else (nothing of that name open here) the environment's settings.
@@ -197,6 +209,7 @@ impl S3Vfs {
         let (id, db, cfg) = if kind == OpenKind::Database {
             config::check_db_name(name)?;
             config::check_uri_keys(&req.uri_keys)?;
+            config::check_uri_values(req.uri)?;
             let cfg = Arc::new(Config::resolve(req.uri, &*self.env)?);
             let id = DbId::new(&cfg.target.id(), name);
             (id.clone(), id, cfg)
@@ -204,9 +217,10 @@ impl S3Vfs {
             let (db, cfg) = self.owner(req.name)?;
             (db.sibling(name), db, cfg)
         };
-        let mut file = self.block_file(&cfg, name);
+        let mut file = self.fenced_file(&cfg, &db, name);
         match kind {
             OpenKind::Database => {
+                file = file.with_whole_blocks();
                 CACHE.set_capacity(cfg.cache_size);
                 check_existing(&mut file, &cfg, name, req.flags)?;
             }
@@ -244,6 +258,7 @@ impl S3Vfs {
             id,
             kind,
             readonly: req.flags & crate::codes::open_flag::READONLY != 0,
+            fence: self.locks.fence(&db.key()),
             cfg,
             lock,
             snapshot: Vec::new(),
@@ -254,7 +269,9 @@ impl S3Vfs {
     pub fn delete(&self, name: NameRef) -> Result<()> {
         let (db, cfg) = self.owner(name)?;
         let id = db.sibling(name.text);
-        let file = self.block_file(&cfg, name.text);
+        // Deleting journal block 0 is the commit point: it is a write like any other, sent
+        // only while the lease's fence is open.
+        let file = self.fenced_file(&cfg, &db, name.text);
         self.journals.delete(&id.key(), file, log_cleanup_error)
     }
 
@@ -391,6 +408,8 @@ pub struct S3File {
     cfg: Arc<Config>,
     /// SQLite's lock on a database (other files are covered by their database's lock).
     lock: Option<Lock>,
+    /// The database's write fence (shared with its lease and its journal's store).
+    fence: Arc<Fence>,
     /// The database header this connection's read transaction started from.
     snapshot: Vec<u8>,
 }
@@ -415,13 +434,16 @@ impl S3File {
         &self.id
     }
 
-    fn new_lease(cfg: &Config, vfs: &S3Vfs, name: &str) -> Lease {
+    /// The lease object of this file's database. Called with the lock entry held, so it
+    /// takes the fence fetched at open rather than asking the lock table again.
+    fn new_lease(cfg: &Config, vfs: &S3Vfs, db: &DbId, fence: &Arc<Fence>) -> Lease {
         Lease::new(
             (vfs.stores)(&cfg.target),
-            name,
+            &db.name,
             cfg.lease_term,
             vfs.probes.clone(),
         )
+        .with_fence(fence.clone())
     }
 
     /// Flushes buffered writes; a database flushes its journal first.
@@ -507,14 +529,15 @@ impl S3File {
     /// Taking the first lock starts a read transaction: another writer may have changed
     /// the file since the last one, so the size is forgotten and the cache checked.
     pub fn lock(&mut self, level: LockLevel) -> Result<LockResult> {
-        let (cfg, vfs, name, file, snapshot) = (
+        let (cfg, vfs, id, fence, file, snapshot) = (
             &self.cfg,
             self.vfs,
-            &self.id.name,
+            &self.id,
+            &self.fence,
             &self.file,
             &self.snapshot,
         );
-        let lease = || S3File::new_lease(cfg, vfs, name);
+        let lease = || S3File::new_lease(cfg, vfs, id, fence);
         let still_current = || Ok(locked(file).revalidate()? == *snapshot);
         let Some(lock) = self.lock.as_mut() else {
             return Ok(LockResult::Granted);
@@ -549,23 +572,40 @@ impl S3File {
     /// Flushes before giving the lock up: with `synchronous=OFF` SQLite never calls xSync,
     /// and the next holder must see the writes.
     pub fn unlock(&mut self, level: LockLevel) -> Result<()> {
-        self.flush()?;
+        let flushed = self.flush();
+        if flushed.is_err() && self.kind == OpenKind::Database {
+            // What could not be stored now must not be stored later under another lease:
+            // SQLite treats the failed transaction as unfinished and rolls it back from
+            // the journal (stored first) at its next read.
+            self.file().discard_dirty();
+            self.vfs.journals.discard(&self.journal);
+        }
         if level == LockLevel::None {
             self.file().forget_size();
         }
-        match self.lock.as_mut() {
+        // The journal's cleanup is a writer's work: it ends before the lease is given up,
+        // so it can never delete blocks of the next writer's journal.
+        let writer = self
+            .lock
+            .as_ref()
+            .is_some_and(|l| l.level >= LockLevel::Reserved);
+        if writer && level < LockLevel::Reserved {
+            self.vfs.journals.settle(&self.journal);
+        }
+        let unlocked = match self.lock.as_mut() {
             Some(l) => l.unlock(level),
             None => Ok(()),
-        }
+        };
+        flushed.and(unlocked)
     }
 
     /// True when any connection, in this process or (with a lease) anywhere, may be
     /// writing: then a journal is a live writer's, never a hot one to roll back.
     pub fn check_reserved(&self) -> Result<bool> {
         match &self.lock {
-            Some(lock) => {
-                lock.reserved_anywhere(|| S3File::new_lease(&self.cfg, self.vfs, &self.id.name))
-            }
+            Some(lock) => lock.reserved_anywhere(|| {
+                S3File::new_lease(&self.cfg, self.vfs, &self.id, &self.fence)
+            }),
             None => Ok(false),
         }
     }
