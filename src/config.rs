@@ -157,8 +157,7 @@ pub fn check_db_name(name: &str) -> Result<()> {
         ("-wal", "a write-ahead log"),
         (".s3vfs-lease", "s3vfs's writer lease"),
     ] {
-        if name.ends_with(suffix) {
-            let owner = &name[..name.len() - suffix.len()];
+        if let Some(owner) = name.strip_suffix(suffix) {
             return refuse(format!(
                 "the database name '{name}' ends with '{suffix}', where {what} of the database '{owner}' is kept: opening '{owner}' would take this database for its own and delete it; choose another name"
             ));
