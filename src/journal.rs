@@ -103,6 +103,28 @@ impl Journals {
         Ok(())
     }
 
+    /// Forgets what is known of a journal whose database closed (its size and any stale
+    /// hint): a process that opens many databases in turn keeps nothing per name.
+    pub fn forget(&self, id: &Arc<str>) {
+        if locked(&self.open)
+            .get(id)
+            .is_some_and(|w| w.strong_count() > 0)
+        {
+            return; // another connection's journal is open
+        }
+        locked(&self.open).remove(id);
+        locked(&self.closed_sizes).remove(id);
+        locked(&self.exists_hints).remove(id);
+    }
+
+    /// How many journals the process keeps anything for (tests: state is freed).
+    pub fn tracked(&self) -> usize {
+        locked(&self.open).len()
+            + locked(&self.closed_sizes).len()
+            + locked(&self.cleanups).len()
+            + locked(&self.exists_hints).len()
+    }
+
     /// Remembers whether a journal exists, for the `xAccess` call that follows.
     pub fn hint_exists(&self, id: &Arc<str>, exists: bool) {
         locked(&self.exists_hints).insert(id.clone(), (exists, Instant::now()));

@@ -62,6 +62,16 @@ impl LockTable {
         locked(&self.entry(db)).fence.clone()
     }
 
+    /// How many databases have an entry (tests: state is freed when unused).
+    pub fn len(&self) -> usize {
+        locked(&self.entries).len()
+    }
+
+    /// True when no database has an entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Forgets entries no connection uses any more (a process that opens many databases
     /// in turn must not keep one entry per name for ever).
     pub fn prune(&self) {
