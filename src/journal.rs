@@ -74,11 +74,16 @@ impl Journals {
     }
 
     /// Flushes the open journal `journal` (if any), then the database.
-    pub fn flush_database(&self, journal: &Arc<str>, db: &mut BlockFile) -> Result<()> {
+    pub fn flush_database(
+        &self,
+        journal: &Arc<str>,
+        db: &mut BlockFile,
+        keep_going: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
         if let Some(j) = self.open_journal(journal) {
-            locked(&j).flush()?;
+            locked(&j).flush_with(keep_going)?;
         }
-        db.flush()
+        db.flush_with(keep_going)
     }
 
     /// Waits for a background cleanup of `id`, if one is running.

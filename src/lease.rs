@@ -47,6 +47,10 @@ pub struct LeaseRecord {
     /// The holder waits to write pages (`locking=strict`): new readers must wait.
     #[serde(default)]
     pub pending: bool,
+    /// The holder's lease term in milliseconds: others compute the grace period from the
+    /// holder's term, not their own (0 in leases written before it was recorded).
+    #[serde(default)]
+    pub term_ms: u64,
 }
 
 impl LeaseRecord {
@@ -59,12 +63,22 @@ impl LeaseRecord {
     /// held, and not past its expiry plus the grace period, unless its expiry is too far
     /// ahead to be genuine (see the module comment).
     pub fn blocks_takeover(&self, now_ms: u64, term: Duration) -> bool {
+        let term = self.holders_term(term);
         let grace = grace(term).as_millis() as u64;
         !self.released && self.expires_ms + grace > now_ms && !self.implausible(now_ms, term)
     }
 
+    /// The term the holder wrote, else `ours`.
+    fn holders_term(&self, ours: Duration) -> Duration {
+        match self.term_ms {
+            0 => ours,
+            ms => Duration::from_millis(ms),
+        }
+    }
+
     /// An expiry more than one term plus the grace ahead of `now_ms`.
     pub fn implausible(&self, now_ms: u64, term: Duration) -> bool {
+        let term = self.holders_term(term);
         self.expires_ms > now_ms + (term + grace(term)).as_millis() as u64
     }
 }
@@ -231,6 +245,7 @@ impl Lease {
             expires_ms: now_ms() + self.term.as_millis() as u64,
             released,
             pending: self.pending && !released,
+            term_ms: self.term.as_millis() as u64,
         };
         serde_json::to_vec(&r).expect("a lease record always serializes")
     }
@@ -246,6 +261,7 @@ impl Lease {
                 expires_ms: 0,
                 released: true,
                 pending: false,
+                term_ms: 0,
             });
             (record, etag)
         }))
@@ -300,6 +316,7 @@ impl Lease {
                 expires_ms: 0,
                 released: false,
                 pending: false,
+                term_ms: 0,
             }),
         })
     }

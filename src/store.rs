@@ -33,6 +33,9 @@ const ZERO_FILL_CHUNK: u64 = 1 << 20;
 /// does not hold the whole database in memory.
 pub const DIRTY_LIMIT: usize = 32 << 20;
 
+/// Rounds of parallel PUTs between two lease checks in a long flush.
+const FLUSH_ROUNDS_PER_CHECK: usize = 16;
+
 /// Most blocks fetched ahead of a sequential reader in one batch.
 const MAX_READAHEAD: u64 = 256;
 
@@ -450,6 +453,29 @@ impl BlockFile {
     /// PUTs every dirty block in parallel and returns when all are stored; on failure the
     /// blocks stay dirty, so a later flush retries them.
     pub fn flush(&mut self) -> Result<()> {
+        self.flush_with(&|| Ok(()))
+    }
+
+    /// Like [`Self::flush`], calling `keep_going` before each batch of blocks: a writer
+    /// renews its lease there, so a flush longer than a lease term keeps its fence open
+    /// (and stops, with the blocks still dirty, if the lease was lost).
+    pub fn flush_with(&mut self, keep_going: &dyn Fn() -> Result<()>) -> Result<()> {
+        let batch = self.concurrency * FLUSH_ROUNDS_PER_CHECK;
+        while !self.dirty.is_empty() {
+            keep_going()?;
+            let rest = match self.dirty.keys().nth(batch) {
+                Some(&i) => self.dirty.split_off(&i),
+                None => BTreeMap::new(),
+            };
+            let result = self.flush_batch();
+            self.dirty.extend(rest);
+            result?;
+        }
+        Ok(())
+    }
+
+    /// PUTs the dirty blocks in parallel (all of them: the caller splits).
+    fn flush_batch(&mut self) -> Result<()> {
         if self.dirty.is_empty() {
             return Ok(());
         }
@@ -459,7 +485,8 @@ impl BlockFile {
         });
         match result {
             Ok(_) => {
-                self.dirty_bytes = 0;
+                let stored: usize = blocks.iter().map(|(_, d)| d.len()).sum();
+                self.dirty_bytes = self.dirty_bytes.saturating_sub(stored);
                 for (i, data) in blocks {
                     CACHE.insert(self.cache_key(i), Arc::new(data));
                 }
@@ -650,6 +677,38 @@ mod tests {
         let mut back = vec![9u8; 4096];
         f.read(&mut back, 4096).unwrap();
         assert!(back.iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn a_long_flush_checks_its_lease_between_batches_and_stops_when_told() {
+        let (store, f) = file(4096);
+        let mut f = f.with_concurrency(2);
+        f.write(&vec![3u8; 100 * 4096], 0).unwrap();
+        let checks = std::sync::atomic::AtomicUsize::new(0);
+        f.flush_with(&|| {
+            checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+        // 100 blocks in batches of 2 × FLUSH_ROUNDS_PER_CHECK = 32: 4 batches.
+        assert_eq!(checks.into_inner(), 4);
+        assert_eq!(f.dirty_bytes(), 0);
+        assert_eq!(store.keys().len(), 100);
+        f.write(&vec![4u8; 100 * 4096], 0).unwrap();
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let lost = f.flush_with(&|| {
+            if n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 2 {
+                Err(crate::error::Error::Lease("lost".into()))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(lost.is_err());
+        assert_eq!(
+            f.dirty_bytes(),
+            36 * 4096,
+            "what was not stored stays dirty"
+        );
     }
 
     #[test]

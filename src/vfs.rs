@@ -459,9 +459,18 @@ impl S3File {
                 lock.ensure_writer()?;
             }
         }
+        // Between batches of a long flush the writer's lease is renewed as needed.
+        let keep_going = || match &self.lock {
+            Some(lock) => lock.ensure_writer(),
+            None => Ok(()),
+        };
         let mut file = self.file();
         match self.kind {
-            OpenKind::Database => self.vfs.journals.flush_database(&self.journal, &mut file),
+            OpenKind::Database => {
+                self.vfs
+                    .journals
+                    .flush_database(&self.journal, &mut file, &keep_going)
+            }
             _ => file.flush(),
         }
     }

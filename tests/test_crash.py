@@ -19,7 +19,7 @@ import proxy as proxymod
 import s3util
 import sqlutil
 
-LEASE_SECONDS = 1
+LEASE_SECONDS = 2
 
 WRITER = textwrap.dedent("""
     import sqlite3, sys

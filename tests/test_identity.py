@@ -23,7 +23,7 @@ import proxy as proxymod
 import s3util
 import sqlutil
 
-LEASE_SECONDS = 1
+LEASE_SECONDS = 2
 
 # Opens `main` at argv[2], attaches argv[3] as b, and updates main in one transaction.
 WRITER = textwrap.dedent("""
