@@ -39,6 +39,9 @@ pub struct Entry {
     mark: Option<Mark>,
     /// The database's write fence, opened by the lease while this process holds it.
     fence: Arc<Fence>,
+    /// How many times this process took the lease after someone else's version
+    /// ([`Acquire::Taken`]): another writer may have committed just before each.
+    taken: u64,
 }
 
 /// A database's lock entry, shared by its connections in this process.
@@ -88,6 +91,9 @@ pub struct Lock {
     entry: SharedEntry,
     pub level: LockLevel,
     locking: Locking,
+    /// The entry's `taken` count when this connection's view was last known current (its
+    /// read transaction began, or the check after a take passed).
+    seen: u64,
 }
 
 /// The result of asking for a lock.
@@ -108,13 +114,14 @@ impl Lock {
             entry,
             level: NONE,
             locking,
+            seen: 0,
         }
     }
 
     /// Raises the lock to `want`, following SQLite's rules. `new_lease` makes the lease
     /// object the first time a writer in this process needs it. `still_current` checks,
-    /// after a lease was taken from another writer, that what this connection read is
-    /// still the stored database; if not, it must start over (SQLite sees BUSY and, for a
+    /// after a lease was taken from another writer (or when this connection's view is
+    /// older than such a take), that what this connection read is still the stored database; if not, it must start over (SQLite sees BUSY and, for a
     /// statement that has not read yet, retries with a fresh read).
     pub fn lock(
         &mut self,
@@ -147,6 +154,7 @@ impl Lock {
                 e.mark = Some(mark);
             }
             e.shared += 1;
+            self.seen = e.taken;
             self.level = SHARED;
             return Ok(Outcome::Granted);
         }
@@ -157,17 +165,24 @@ impl Lock {
                 return Ok(Outcome::Busy);
             }
             if self.locking != Locking::None {
+                let e = &mut *e;
                 let lease = e.lease.get_or_insert_with(new_lease);
-                match lease.acquire()? {
-                    Acquire::Quick => {}
-                    Acquire::Busy(holder) => return Ok(Outcome::BusyElsewhere(holder)),
-                    Acquire::Taken => {
-                        if !still_current()? {
-                            lease.release()?;
-                            return Ok(Outcome::Busy);
-                        }
-                    }
+                let got = lease.acquire()?;
+                if let Acquire::Busy(holder) = got {
+                    return Ok(Outcome::BusyElsewhere(holder));
                 }
+                if got == Acquire::Taken {
+                    e.taken += 1;
+                }
+                // Quick (our own release, nobody wrote since) needs no check, unless this
+                // connection's view predates a take from another writer: it may still
+                // read what that writer replaced (a retry in the read transaction that
+                // just got Busy here, or a reader older than another connection's take).
+                if (got == Acquire::Taken || self.seen < e.taken) && !still_current()? {
+                    lease.release()?;
+                    return Ok(Outcome::Busy);
+                }
+                self.seen = e.taken;
             }
             e.reserved = true;
             self.level = RESERVED;
