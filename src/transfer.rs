@@ -12,7 +12,9 @@ use crate::codes::Locking;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::header::{header_size, journal_may_be_hot, SQLITE_MAGIC};
-use crate::layout::{block_key, blocks_prefix, journal_name, parse_block_index, BLOCK_DIGITS};
+use crate::layout::{
+    block_key, blocks_prefix, journal_name, lease_key, parse_block_index, BLOCK_DIGITS,
+};
 use crate::lease::{self, Acquire, ConditionalWrites, Lease, LeaseRecord};
 use crate::object_store::ObjectStore;
 use crate::parallel::par_map;
@@ -98,14 +100,23 @@ fn blocks_at(loc: &Location) -> BlockFile {
 /// The writer lease of a database, held while a whole-database copy writes it (as every
 /// writer of a database holds it), and given up when dropped. Nothing is held with
 /// `locking=none`, which coordinates no writers.
-struct WriteLease(Option<Lease>);
+struct WriteLease {
+    lease: Option<Lease>,
+    /// No lease object existed before: giving it up deletes it (while still held, so no
+    /// other writer can hold it then), leaving the bucket as the copy found it.
+    created: bool,
+}
 
 impl WriteLease {
     /// Takes the lease of `db`, or [`Error::Busy`] naming the live writer that holds it.
     fn take(db: &Location) -> Result<WriteLease> {
         if db.cfg.locking == Locking::None {
-            return Ok(WriteLease(None));
+            return Ok(WriteLease {
+                lease: None,
+                created: false,
+            });
         }
+        let created = db.store.head(&lease_key(&db.key))?.is_none();
         let mut lease = Lease::new(
             db.store.clone(),
             &db.key,
@@ -113,7 +124,10 @@ impl WriteLease {
             Arc::new(ConditionalWrites::default()),
         );
         match lease.acquire()? {
-            Acquire::Quick | Acquire::Taken => Ok(WriteLease(Some(lease))),
+            Acquire::Quick | Acquire::Taken => Ok(WriteLease {
+                lease: Some(lease),
+                created,
+            }),
             Acquire::Busy(holder) => Err(Error::Busy(format!(
                 "will not write s3://{}/{}: a writer holds its lease ({}); retry when it is done; nothing was written",
                 db.bucket(),
@@ -125,7 +139,7 @@ impl WriteLease {
 
     /// Renews the lease when due; an error when it was lost (nothing more may be written).
     fn renew(&mut self) -> Result<()> {
-        match self.0.as_mut() {
+        match self.lease.as_mut() {
             Some(lease) => lease.ensure_held(),
             None => Ok(()),
         }
@@ -134,10 +148,19 @@ impl WriteLease {
 
 impl Drop for WriteLease {
     fn drop(&mut self) {
-        if let Some(lease) = self.0.as_mut() {
-            // A lease not given back only delays the next writer until it expires.
-            let _ = lease.release();
+        let Some(lease) = self.lease.as_mut() else {
+            return;
+        };
+        // A lease not given back only delays the next writer until it expires. One this
+        // copy created is deleted, but only while it is verifiably still ours (renewed
+        // when due), so the deletion can never remove another writer's lease.
+        if self.created && lease.ensure_held().is_ok() {
+            let key = lease_key(lease.db_name());
+            if lease.client().delete(&key).is_ok() {
+                return;
+            }
         }
+        let _ = lease.release();
     }
 }
 
@@ -984,12 +1007,16 @@ mod tests {
             .collect()
     }
 
-    /// The requests that wrote or deleted under `prefix`, in order.
+    /// The requests that wrote or deleted under `prefix`, in order (the lease aside).
     fn writes_under(store: &MemoryStore, prefix: &str) -> Vec<String> {
         store
             .requests()
             .into_iter()
-            .filter(|r| (r.starts_with("PUT ") || r.starts_with("DELETE")) && r.contains(prefix))
+            .filter(|r| {
+                (r.starts_with("PUT ") || r.starts_with("DELETE"))
+                    && r.contains(prefix)
+                    && !r.contains(".s3vfs-lease")
+            })
             .collect()
     }
 
@@ -1048,6 +1075,9 @@ mod tests {
         let writes = writes_under(&store, "x.db");
         assert_eq!(writes[0], "DELETE x.db/0000000000", "{writes:?}");
 
+        // Whole again (the interrupted copy is finished by 'replace'), then replaced.
+        deserialize(&in_memory(&store, "old.sqlite", 4096, None), &db, true).unwrap();
+        assert_eq!(stored(&store, "x.db"), database(5, 1));
         store.clear_requests();
         assert_eq!(deserialize(&new, &db, true).unwrap(), 3);
         let writes = writes_under(&store, "x.db");
@@ -1095,10 +1125,33 @@ mod tests {
 
         // Once the writer is done, the copy takes the lease, and gives it back.
         store.remove("x.db.s3vfs-lease");
+        store.clear_requests();
         assert_eq!(deserialize(&src, &db, false).unwrap(), 2);
+        let reqs = store.requests();
+        let taken = reqs
+            .iter()
+            .position(|r| r == "PUT_IF x.db.s3vfs-lease")
+            .unwrap();
+        let first_write = reqs
+            .iter()
+            .position(|r| r.starts_with("PUT x.db/"))
+            .unwrap();
+        assert!(taken < first_write, "{reqs:?}");
+        // It created the lease object, so it leaves none behind.
+        assert_eq!(store.peek("x.db.s3vfs-lease"), None, "{reqs:?}");
+        // A lease object that was there is released, not deleted.
+        store.poke(
+            "x.db.s3vfs-lease",
+            &serde_json::to_vec(&LeaseRecord {
+                released: true,
+                ..holder.clone()
+            })
+            .unwrap(),
+        );
+        assert_eq!(deserialize(&src, &db, true).unwrap(), 2);
         let after: LeaseRecord =
             serde_json::from_slice(&store.peek("x.db.s3vfs-lease").unwrap()).unwrap();
-        assert!(after.released);
+        assert!(after.released && after.owner != "someone-else");
 
         // locking=none coordinates nothing, so it takes no lease.
         store.poke("x.db.s3vfs-lease", &serde_json::to_vec(&holder).unwrap());
