@@ -8,16 +8,20 @@
 //! [`import_file`] and [`export_file`] do the same between the block layout and a local
 //! file, for the `s3vfs` command.
 
+use crate::codes::Locking;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::header::{header_size, journal_may_be_hot, SQLITE_MAGIC};
-use crate::layout::{block_key, journal_name};
+use crate::layout::{
+    block_key, blocks_prefix, journal_name, lease_key, parse_block_index, BLOCK_DIGITS,
+};
+use crate::lease::{self, Acquire, ConditionalWrites, Lease, LeaseRecord};
 use crate::object_store::ObjectStore;
 use crate::parallel::par_map;
 use crate::s3::S3Client;
 use crate::store::{Block, BlockFile};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -93,6 +97,118 @@ fn blocks_at(loc: &Location) -> BlockFile {
         .with_concurrency(loc.cfg.concurrency)
 }
 
+/// The writer lease of a database, held while a whole-database copy writes it (as every
+/// writer of a database holds it), and given up when dropped. Nothing is held with
+/// `locking=none`, which coordinates no writers.
+struct WriteLease {
+    lease: Option<Lease>,
+    /// No lease object existed before: giving it up deletes it (while still held, so no
+    /// other writer can hold it then), leaving the bucket as the copy found it.
+    created: bool,
+}
+
+impl WriteLease {
+    /// Takes the lease of `db`, or [`Error::Busy`] naming the live writer that holds it.
+    fn take(db: &Location) -> Result<WriteLease> {
+        if db.cfg.locking == Locking::None {
+            return Ok(WriteLease {
+                lease: None,
+                created: false,
+            });
+        }
+        let created = db.store.head(&lease_key(&db.key))?.is_none();
+        let mut lease = Lease::new(
+            db.store.clone(),
+            &db.key,
+            db.cfg.lease_term,
+            Arc::new(ConditionalWrites::default()),
+        );
+        match lease.acquire()? {
+            Acquire::Quick | Acquire::Taken => Ok(WriteLease {
+                lease: Some(lease),
+                created,
+            }),
+            Acquire::Busy(holder) => Err(Error::Busy(format!(
+                "will not write s3://{}/{}: a writer holds its lease ({}); retry when it is done; nothing was written",
+                db.bucket(),
+                db.key,
+                describe_holder(&holder)
+            ))),
+        }
+    }
+
+    /// Renews the lease when due; an error when it was lost (nothing more may be written).
+    fn renew(&mut self) -> Result<()> {
+        match self.lease.as_mut() {
+            Some(lease) => lease.ensure_held(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for WriteLease {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.as_mut() else {
+            return;
+        };
+        // A lease not given back only delays the next writer until it expires. One this
+        // copy created is deleted, but only while it is verifiably still ours (renewed
+        // when due), so the deletion can never remove another writer's lease.
+        if self.created && lease.ensure_held().is_ok() {
+            let key = lease_key(lease.db_name());
+            if lease.client().delete(&key).is_ok() {
+                return;
+            }
+        }
+        let _ = lease.release();
+    }
+}
+
+/// Who holds a lease, for messages.
+fn describe_holder(r: &LeaseRecord) -> String {
+    let left = r.expires_ms.saturating_sub(lease::now_ms()).div_ceil(1000);
+    format!(
+        "host {}, pid {}, owner {}, expires in {left} s{}",
+        r.host,
+        r.pid,
+        r.owner,
+        if r.pending {
+            ", waiting to write pages"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Why `target` must not receive a copy of the database at `db`, if it must not: a key
+/// that is (or could be) a block of a database or journal, a lease, a reader mark, or
+/// inside the source database's own prefix would be corrupted by the copy.
+fn check_target(db: &Location, target: &Location) -> Result<()> {
+    let key = target.key.as_str();
+    let last = key.rsplit('/').next().unwrap_or(key);
+    let same_bucket = target.store.id() == db.store.id();
+    let why = if same_bucket && (key == db.key || key.starts_with(&blocks_prefix(&db.key))) {
+        Some("it is the source database's own prefix".to_string())
+    } else if last.len() == BLOCK_DIGITS && parse_block_index(last).is_some() {
+        Some(format!(
+            "its last component '{last}' is a block name (10 digits): it would overwrite a block of a database or journal"
+        ))
+    } else if key.ends_with(".s3vfs-lease") || key.contains(".s3vfs-lease-probe-") {
+        Some("it is a database's writer lease (.s3vfs-lease)".to_string())
+    } else if key.contains(".s3vfs-readers/") {
+        Some("it is under a database's reader marks (.s3vfs-readers/)".to_string())
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::Refused(format!(
+            "will not write the copy to {}: {why}; choose another key; nothing was written",
+            target.url()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The header (with the file change counter), or why a copy cannot start now. The header
 /// is read before the journal is checked: a commit stores its journal before any page
 /// and deletes it after the last one, so either the header read already saw the commit's
@@ -152,6 +268,7 @@ fn with_snapshot<T>(
 
 /// Copies a database to one object (a snapshot, see [`with_snapshot`]) and returns its size.
 pub fn serialize(db: &Location, target: &Location) -> Result<u64> {
+    check_target(db, target)?;
     let copy = |size| upload_copy(db, target, size).map(|u| (u, size));
     let (upload, size) = with_snapshot(db, copy, |(u, _)| u.abandon())?;
     upload.finish()?;
@@ -357,15 +474,15 @@ pub fn deserialize(source: &Location, db: &Location, replace: bool) -> Result<u6
             "{where_} is not a SQLite database: {why}; nothing was written"
         ))
     })?;
-    let target = blocks_at(db);
-    let dest = format!("s3://{}/{}", db.bucket(), db.key);
-    let existing = target.blocks()?;
-    if !existing.is_empty() && !replace {
-        return Err(Error::Format(format!(
-            "{dest}/ already holds a database: pass 'replace' as the third argument to overwrite it; nothing was written"
-        )));
+    let dest = format!("s3://{}/{}/", db.bucket(), db.key);
+    let replace_hint = "pass 'replace' as the third argument to overwrite it";
+    // Refused before the lease is taken (no request writes anything), and again under it.
+    if !replace {
+        refuse_existing(db, replace, &dest, replace_hint, Error::Format)?;
     }
-    store_blocks(db, len, &existing, &(), |start, end| {
+    let mut lease = WriteLease::take(db)?;
+    let existing = refuse_existing(db, replace, &dest, replace_hint, Error::Format)?;
+    store_blocks(db, len, &existing, &mut lease, &(), |start, end| {
         source
             .store
             .get_range(&source.key, start, end)?
@@ -376,14 +493,54 @@ pub fn deserialize(source: &Location, db: &Location, replace: bool) -> Result<u6
     })
 }
 
+/// The blocks stored at `db`, or (unless `replace`) the refusal to write over them:
+/// `refused` makes the error, `hint` says how to overwrite.
+fn refuse_existing(
+    db: &Location,
+    replace: bool,
+    dest: &str,
+    hint: &str,
+    refused: fn(String) -> Error,
+) -> Result<Vec<Block>> {
+    let existing = blocks_at(db).blocks()?;
+    if existing.is_empty() || replace {
+        return Ok(existing);
+    }
+    Err(refused(if existing[0].index == 0 {
+        format!("{dest} already holds a database: {hint}; nothing was written")
+    } else {
+        format!(
+            "{dest} holds {} blocks but no block 0 (an interrupted copy, not a database): {hint}; nothing was written",
+            existing.len()
+        )
+    }))
+}
+
 /// Stores `len` bytes, read in part-sized chunks by `read(start, end)`, as the blocks of
-/// `db` (whose blocks before were `existing`), each chunk's blocks PUT in parallel; then
-/// deletes blocks past the new end and any journal, so exactly the new database is left.
-/// Returns the number of blocks written.
+/// `db` (whose blocks before were `existing`), each chunk's blocks PUT in parallel, so that
+/// exactly the new database is left. Returns the number of blocks written. The caller
+/// holds the writer `lease`, renewed before each step.
+///
+/// The order makes every interrupted copy visibly not a database, never a half one that
+/// looks real (SQLite reads block 0 for the header, and `ls` and `info` look for it):
+///
+/// 1. the old block 0 is deleted, first and alone;
+/// 2. the old blocks past the new end are deleted;
+/// 3. any rollback journal is deleted (it belongs to the old database and must never be
+///    played back into the new one);
+/// 4. blocks 1.. are stored;
+/// 5. block 0 is stored, last: the commit point.
+///
+/// Crash states: stopped before 1, the old database (or nothing) is intact. Stopped after
+/// 1 and before 5, the prefix has no block 0: SQLite through s3vfs answers "file is not a
+/// database", `s3vfs_serialize` and `export` refuse it, and a new deserialize or import
+/// asks for 'replace' (it names the leftover blocks an interrupted copy). Stopped after
+/// 5, the new database is complete; the lease, not given back, expires by itself.
 fn store_blocks(
     db: &Location,
     len: u64,
     existing: &[Block],
+    lease: &mut WriteLease,
     progress: &dyn Progress,
     read: impl Fn(u64, u64) -> Result<Vec<u8>>,
 ) -> Result<u64> {
@@ -393,29 +550,56 @@ fn store_blocks(
     let chunk = part_size(len, b);
     let n_blocks = len.div_ceil(b);
     progress.start(len);
+    target.forget_cached_blocks();
+    // 1. The old database stops being one.
+    if existing.iter().any(|blk| blk.index == 0) {
+        lease.renew()?;
+        db.store.delete(&block_key(&db.key, 0))?;
+    }
+    // 2. Stale blocks past the new end would lengthen the new database.
+    let stale: Vec<String> = existing
+        .iter()
+        .filter(|blk| blk.index > 0 && blk.index >= n_blocks)
+        .map(|blk| block_key(&db.key, blk.index))
+        .collect();
+    if !stale.is_empty() {
+        lease.renew()?;
+        db.store.delete_many(&stale)?;
+    }
+    // 3. A journal would be played back into the new database.
+    lease.renew()?;
+    let mut journal = BlockFile::new(db.store.clone(), &journal_name(&db.key), b);
+    journal.delete_all(None)?;
+    // 4. Every block but block 0, whose bytes are kept for the end.
+    let mut first: Option<Vec<u8>> = None;
     for start in (0..len).step_by(chunk as usize) {
+        lease.renew()?;
         let end = (start + chunk).min(len);
         let data = read(start, end)?;
         let indices: Vec<u64> = (start / b..end.div_ceil(b)).collect();
-        par_map(&indices, concurrency, |&i| {
-            let from = (i * b - start) as usize;
-            let to = (((i + 1) * b).min(end) - start) as usize;
+        let span = |i: u64| {
+            (
+                (i * b - start) as usize,
+                (((i + 1) * b).min(end) - start) as usize,
+            )
+        };
+        if start == 0 {
+            let (from, to) = span(0);
+            first = Some(data[from..to].to_vec());
+        }
+        let rest: Vec<u64> = indices.into_iter().filter(|&i| i != 0).collect();
+        par_map(&rest, concurrency, |&i| {
+            let (from, to) = span(i);
             db.store.put(&block_key(&db.key, i), &data[from..to])?;
             progress.advance((to - from) as u64);
             Ok(())
         })?;
     }
-    // Stale blocks past the new end, and any journal, would corrupt the new database.
-    let stale: Vec<String> = existing
-        .iter()
-        .filter(|blk| blk.index >= n_blocks)
-        .map(|blk| block_key(&db.key, blk.index))
-        .collect();
-    if !stale.is_empty() {
-        db.store.delete_many(&stale)?;
-    }
-    let mut journal = BlockFile::new(db.store.clone(), &journal_name(&db.key), b);
-    journal.delete_all(None)?;
+    // 5. The commit point.
+    let first = first.expect("a database has a block 0 (its length was checked)");
+    lease.renew()?;
+    db.store.put(&block_key(&db.key, 0), &first)?;
+    progress.advance(first.len() as u64);
     target.forget_cached_blocks();
     Ok(n_blocks)
 }
@@ -522,13 +706,13 @@ pub fn import_file(
     let len = meta.len();
     check_local_database(path, &file, len)?;
     let dest = format!("s3://{}/{}", db.bucket(), db.key);
-    let existing = blocks_at(db).blocks()?;
-    if !existing.is_empty() && !replace {
-        return Err(Error::Refused(format!(
-            "{dest} already holds a database: pass --replace to overwrite it; nothing was written"
-        )));
+    let hint = "pass --replace to overwrite it";
+    if !replace {
+        refuse_existing(db, replace, &dest, hint, Error::Refused)?;
     }
-    store_blocks(db, len, &existing, progress, |start, end| {
+    let mut lease = WriteLease::take(db)?;
+    let existing = refuse_existing(db, replace, &dest, hint, Error::Refused)?;
+    store_blocks(db, len, &existing, &mut lease, progress, |start, end| {
         let mut data = vec![0u8; (end - start) as usize];
         file.read_exact_at(&mut data, start).map_err(|e| {
             Error::Io(format!(
@@ -538,6 +722,83 @@ pub fn import_file(
         })?;
         Ok(data)
     })
+}
+
+/// `open(2)`'s O_NOFOLLOW: fail rather than follow a symbolic link (Linux x86_64 and
+/// aarch64, and macOS, spell it differently; elsewhere O_EXCL alone already refuses one).
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+const O_NOFOLLOW: i32 = 0o400000;
+#[cfg(target_os = "macos")]
+const O_NOFOLLOW: i32 = 0x0100;
+#[cfg(not(any(
+    all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ),
+    target_os = "macos"
+)))]
+const O_NOFOLLOW: i32 = 0;
+
+/// 64 unpredictable bits: from /dev/urandom, else from the process's randomly keyed
+/// hasher over the time and a counter.
+fn unpredictable() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::io::Read;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let mut bytes = [0u8; 8];
+    if File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok()
+    {
+        return u64::from_ne_bytes(bytes);
+    }
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
+
+/// Creates a new temporary file beside `path` (same directory, so the final rename stays
+/// on one file system) under an unpredictable name, exclusively and without following a
+/// symbolic link: nothing planted in a shared directory can redirect the write.
+fn create_temp_beside(path: &Path) -> Result<(PathBuf, File)> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut last = None;
+    for _ in 0..16 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = path.with_file_name(format!(
+            ".{name}.s3vfs-export-{}-{nanos:08x}{:016x}",
+            std::process::id(),
+            unpredictable()
+        ));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(O_NOFOLLOW)
+            .open(&tmp)
+        {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some((tmp, e)),
+            Err(e) => return Err(local_error(&tmp, "create", e)),
+        }
+    }
+    let (tmp, e) = last.expect("the loop ran");
+    Err(local_error(&tmp, "create", e))
 }
 
 /// Copies the database at `db` to the local file `path` and returns its size: a snapshot
@@ -572,15 +833,10 @@ pub fn export_file(
         }
     }
     let db = as_stored(db)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(
-        ".{}.s3vfs-export-{}",
-        name.unwrap_or_default(),
-        std::process::id()
-    ));
+    let (tmp, file) = create_temp_beside(path)?;
     let copy = |size: u64| -> Result<u64> {
         progress.start(size);
-        let file = File::create(&tmp).map_err(|e| local_error(&tmp, "create", e))?;
+        file.set_len(0).map_err(|e| local_error(&tmp, "write", e))?;
         per_part(&db, size, progress, |_, start, data| {
             file.write_all_at(&data, start)
                 .map_err(|e| local_error(&tmp, "write", e))
@@ -589,6 +845,7 @@ pub fn export_file(
         Ok(size)
     };
     let copied = with_snapshot(&db, copy, drop).and_then(|size| {
+        drop(file);
         std::fs::rename(&tmp, path).map_err(|e| local_error(path, "write", e))?;
         Ok(size)
     });
@@ -698,6 +955,291 @@ mod tests {
             "{e}"
         );
         assert_eq!(std::fs::read(dir.join("old.db")).unwrap(), b"keep");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    use crate::lease::{self, LeaseRecord};
+    use crate::object_store::memory::{Fault, MemoryStore};
+
+    /// A location in a memory store, with this block size (and `locking` when given).
+    fn in_memory(
+        store: &Arc<MemoryStore>,
+        key: &str,
+        block_size: u64,
+        locking: Option<&str>,
+    ) -> Location {
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("AK".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("SK".to_string()),
+            _ => None,
+        };
+        let uri = |k: &str| match k {
+            "bucket" => Some("b".to_string()),
+            "endpoint" => Some("http://127.0.0.1:9".to_string()),
+            "block_size" => Some(block_size.to_string()),
+            "locking" => locking.map(str::to_string),
+            _ => None,
+        };
+        Location {
+            store: store.clone(),
+            cfg: Arc::new(Config::resolve(&uri, &env).unwrap()),
+            key: key.to_string(),
+        }
+    }
+
+    /// A consistent database of `pages` 4096-byte pages, each filled with its own byte.
+    fn database(pages: u32, fill: u8) -> Vec<u8> {
+        let mut db = vec![0u8; pages as usize * 4096];
+        for (i, page) in db.chunks_mut(4096).enumerate() {
+            page.fill(fill.wrapping_add(i as u8));
+        }
+        db[..100].copy_from_slice(&header(4096, pages));
+        db
+    }
+
+    /// The blocks of `name` concatenated, as sqlite-s3vfs reads a database.
+    fn stored(store: &MemoryStore, name: &str) -> Vec<u8> {
+        store
+            .keys()
+            .iter()
+            .filter(|k| crate::layout::block_of(name, k).is_some())
+            .flat_map(|k| store.peek(k).unwrap())
+            .collect()
+    }
+
+    /// The requests that wrote or deleted under `prefix`, in order (the lease aside).
+    fn writes_under(store: &MemoryStore, prefix: &str) -> Vec<String> {
+        store
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                (r.starts_with("PUT ") || r.starts_with("DELETE"))
+                    && r.contains(prefix)
+                    && !r.contains(".s3vfs-lease")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_interrupted_fresh_copy_leaves_no_block_0_and_block_0_is_stored_last() {
+        let store = Arc::new(MemoryStore::default());
+        store.poke("src.sqlite", &database(6, 1));
+        let src = in_memory(&store, "src.sqlite", 4096, None);
+        let db = in_memory(&store, "x.db", 4096, None);
+        store.fail_next("PUT", "x.db/0000000003", Fault::Unavailable);
+        assert!(deserialize(&src, &db, false).is_err());
+        assert!(
+            store.peek("x.db/0000000000").is_none(),
+            "a half copy must not look like a database: {:?}",
+            store.requests()
+        );
+        // The leftover blocks are named for what they are, and 'replace' finishes the job.
+        let e = deserialize(&src, &db, false).unwrap_err().to_string();
+        assert!(e.contains("no block 0") && e.contains("'replace'"), "{e}");
+        store.clear_requests();
+        assert_eq!(deserialize(&src, &db, true).unwrap(), 6);
+        assert_eq!(stored(&store, "x.db"), database(6, 1));
+        let puts: Vec<String> = writes_under(&store, "x.db/")
+            .into_iter()
+            .filter(|r| r.starts_with("PUT "))
+            .collect();
+        assert_eq!(puts.len(), 6, "{puts:?}");
+        assert_eq!(puts.last().unwrap(), "PUT x.db/0000000000", "{puts:?}");
+
+        // The same for a local file imported by the command.
+        let dir = std::env::temp_dir().join(format!("s3vfs-order-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("local.db"), database(4, 9)).unwrap();
+        let y = in_memory(&store, "y.db", 4096, None);
+        store.fail_next("PUT", "y.db/0000000002", Fault::Unavailable);
+        assert!(import_file(&dir.join("local.db"), &y, false, &()).is_err());
+        assert!(store.peek("y.db/0000000000").is_none());
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn replacing_deletes_the_old_block_0_first_and_stores_the_new_one_last() {
+        let store = Arc::new(MemoryStore::default());
+        store.poke("old.sqlite", &database(5, 1));
+        store.poke("new.sqlite", &database(3, 7));
+        let db = in_memory(&store, "x.db", 4096, None);
+        deserialize(&in_memory(&store, "old.sqlite", 4096, None), &db, false).unwrap();
+        store.poke("x.db-journal/0000000000", &[0xd9; 512]);
+        let new = in_memory(&store, "new.sqlite", 4096, None);
+
+        // Interrupted: the old database is no longer one, the new one not yet.
+        store.clear_requests();
+        store.fail_next("PUT", "x.db/0000000002", Fault::Unavailable);
+        assert!(deserialize(&new, &db, true).is_err());
+        assert!(store.peek("x.db/0000000000").is_none());
+        let writes = writes_under(&store, "x.db");
+        assert_eq!(writes[0], "DELETE x.db/0000000000", "{writes:?}");
+
+        // Whole again (the interrupted copy is finished by 'replace'), then replaced.
+        deserialize(&in_memory(&store, "old.sqlite", 4096, None), &db, true).unwrap();
+        assert_eq!(stored(&store, "x.db"), database(5, 1));
+        store.clear_requests();
+        assert_eq!(deserialize(&new, &db, true).unwrap(), 3);
+        let writes = writes_under(&store, "x.db");
+        assert_eq!(
+            writes.first().unwrap(),
+            "DELETE x.db/0000000000",
+            "{writes:?}"
+        );
+        assert_eq!(writes.last().unwrap(), "PUT x.db/0000000000", "{writes:?}");
+        assert_eq!(stored(&store, "x.db"), database(3, 7));
+        assert!(store.keys().iter().all(|k| !k.starts_with("x.db-journal/")));
+    }
+
+    #[test]
+    fn a_live_writer_lease_refuses_deserialize_and_import() {
+        let store = Arc::new(MemoryStore::default());
+        store.poke("src.sqlite", &database(2, 3));
+        let src = in_memory(&store, "src.sqlite", 4096, None);
+        let db = in_memory(&store, "x.db", 4096, None);
+        let holder = LeaseRecord {
+            owner: "someone-else".into(),
+            host: "writer-host".into(),
+            pid: 4242,
+            expires_ms: lease::now_ms() + 60_000,
+            released: false,
+            pending: false,
+        };
+        store.poke("x.db.s3vfs-lease", &serde_json::to_vec(&holder).unwrap());
+        store.clear_requests();
+        let e = deserialize(&src, &db, true).unwrap_err();
+        assert!(
+            matches!(&e, Error::Busy(m) if m.contains("holds its lease") && m.contains("pid 4242")),
+            "{e}"
+        );
+        let dir = std::env::temp_dir().join(format!("s3vfs-lease-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("local.db"), database(2, 3)).unwrap();
+        let e = import_file(&dir.join("local.db"), &db, true, &()).unwrap_err();
+        assert!(
+            matches!(&e, Error::Busy(m) if m.contains("pid 4242")),
+            "{e}"
+        );
+        std::fs::remove_dir_all(dir).ok();
+        assert_eq!(writes_under(&store, "x.db/"), Vec::<String>::new());
+
+        // Once the writer is done, the copy takes the lease, and gives it back.
+        store.remove("x.db.s3vfs-lease");
+        store.clear_requests();
+        assert_eq!(deserialize(&src, &db, false).unwrap(), 2);
+        let reqs = store.requests();
+        let taken = reqs
+            .iter()
+            .position(|r| r == "PUT_IF x.db.s3vfs-lease")
+            .unwrap();
+        let first_write = reqs
+            .iter()
+            .position(|r| r.starts_with("PUT x.db/"))
+            .unwrap();
+        assert!(taken < first_write, "{reqs:?}");
+        // It created the lease object, so it leaves none behind.
+        assert_eq!(store.peek("x.db.s3vfs-lease"), None, "{reqs:?}");
+        // A lease object that was there is released, not deleted.
+        store.poke(
+            "x.db.s3vfs-lease",
+            &serde_json::to_vec(&LeaseRecord {
+                released: true,
+                ..holder.clone()
+            })
+            .unwrap(),
+        );
+        assert_eq!(deserialize(&src, &db, true).unwrap(), 2);
+        let after: LeaseRecord =
+            serde_json::from_slice(&store.peek("x.db.s3vfs-lease").unwrap()).unwrap();
+        assert!(after.released && after.owner != "someone-else");
+
+        // locking=none coordinates nothing, so it takes no lease.
+        store.poke("x.db.s3vfs-lease", &serde_json::to_vec(&holder).unwrap());
+        let unlocked = in_memory(&store, "x.db", 4096, Some("none"));
+        assert_eq!(deserialize(&src, &unlocked, true).unwrap(), 2);
+    }
+
+    #[test]
+    fn serialize_refuses_targets_that_belong_to_a_database() {
+        let store = Arc::new(MemoryStore::default());
+        store.poke("src.sqlite", &database(2, 3));
+        let db = in_memory(&store, "x.db", 4096, None);
+        deserialize(&in_memory(&store, "src.sqlite", 4096, None), &db, false).unwrap();
+        store.poke("victim.db/0000000000", &database(1, 5));
+        for target in [
+            "victim.db/0000000003",
+            "victim.db/0000000000",
+            "other/0000000001",
+            "victim.db-journal/0000000000",
+            "victim.db.s3vfs-lease",
+            "victim.db.s3vfs-lease-probe-1",
+            "victim.db.s3vfs-readers/123-abc",
+            "x.db",
+            "x.db/copy.sqlite",
+        ] {
+            store.clear_requests();
+            let e = serialize(&db, &in_memory(&store, target, 4096, None)).unwrap_err();
+            assert!(
+                matches!(&e, Error::Refused(m) if m.contains("nothing was written")),
+                "{target}: {e}"
+            );
+            assert_eq!(store.requests(), Vec::<String>::new(), "{target}");
+        }
+        assert_eq!(stored(&store, "victim.db"), database(1, 5));
+        for fine in [
+            "exports/x.sqlite",
+            "x.db.backup",
+            "backups/0000000001.sqlite",
+        ] {
+            serialize(&db, &in_memory(&store, fine, 4096, None)).unwrap();
+            assert_eq!(store.peek(fine).unwrap(), database(2, 3), "{fine}");
+        }
+    }
+
+    #[test]
+    fn export_never_follows_a_planted_symlink() {
+        let store = Arc::new(MemoryStore::default());
+        store.poke("src.sqlite", &database(3, 2));
+        let db = in_memory(&store, "x.db", 4096, None);
+        deserialize(&in_memory(&store, "src.sqlite", 4096, None), &db, false).unwrap();
+        let dir = std::env::temp_dir().join(format!("s3vfs-symlink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim.txt");
+        std::fs::write(&victim, b"precious").unwrap();
+        // Every name an attacker could predict: the pid, and pids around it.
+        let pid = std::process::id();
+        for p in pid.saturating_sub(3)..pid + 4 {
+            let link = dir.join(format!(".out.db.s3vfs-export-{p}"));
+            std::os::unix::fs::symlink(&victim, link).unwrap();
+        }
+        let out = dir.join("out.db");
+        assert_eq!(export_file(&db, &out, false, &()).unwrap(), 3 * 4096);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(!std::fs::symlink_metadata(&out).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&out).unwrap(), database(3, 2));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn temporary_files_are_new_unpredictable_and_never_through_a_link() {
+        let dir = std::env::temp_dir().join(format!("s3vfs-tmpname-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim.txt");
+        std::fs::write(&victim, b"precious").unwrap();
+        let out = dir.join("out.db");
+        let (tmp, _) = create_temp_beside(&out).unwrap();
+        let (tmp2, _) = create_temp_beside(&out).unwrap();
+        assert_ne!(tmp, tmp2);
+        std::os::unix::fs::symlink(&victim, dir.join("planted")).unwrap();
+        assert_eq!(tmp.parent(), Some(dir.as_path()));
+        assert!(tmp.to_string_lossy().len() > out.to_string_lossy().len() + 30);
+        let e = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(O_NOFOLLOW)
+            .open(dir.join("planted"));
+        assert!(e.is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
         std::fs::remove_dir_all(dir).ok();
     }
 }
