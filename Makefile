@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 LIB := target/release/libs3vfs.so
 
-.PHONY: all build deps demo bench test test-all test-faults test-unit test-integration fmt clippy lint server-start server-stop clean
+.PHONY: all build deps wheel test-wheel demo bench test test-all test-faults test-unit test-integration fmt clippy lint server-start server-stop clean
 
 all: build
 
@@ -12,6 +12,12 @@ deps:
 
 build: deps
 	cargo build --release
+
+# Wheels of python/ that install anywhere with glibc 2.17+ (manylinux_2_17), for x86_64 and,
+# where rustup can install the target, aarch64; and the same libraries in dist/lib/ for the
+# npm package. See scripts/build-wheels.sh.
+wheel: deps
+	scripts/build-wheels.sh
 
 # One release build serves the unit tests and the .so the integration tests load.
 test-unit: build
