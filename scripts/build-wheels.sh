@@ -61,7 +61,7 @@ for arch in $arches; do
             echo "wheel: SKIPPED $arch: 'rustup target add $triple' failed here (the Rust" \
                  "toolchain server is not reachable?), so there is no $tag wheel and no" \
                  "lib/$npm_dir for the npm package; a release builds it where the target" \
-                 "installs (README: Releases)"
+                 "installs (README: \"arm64, and how a release builds it\")"
             continue
         fi
     fi

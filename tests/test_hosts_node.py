@@ -78,13 +78,14 @@ def node_app(shared_tmp):
 
 def packed_libraries():
     """{npm platform: library} to pack: dist/lib/'s portable ones, unless target/release's
-    library is newer (then it alone, for linux-x64)."""
+    library is newer (then it alone, for this machine's platform)."""
     native = s3util.ROOT / "target" / "release" / "libs3vfs.so"
+    here = wheels.NPM_DIR[wheels.HOST]
     portable = {wheels.NPM_DIR[a]: wheels.portable_lib(a) for a in wheels.NPM_DIR if wheels.portable_lib(a)}
-    if "linux-x64" in portable and portable["linux-x64"].stat().st_mtime >= native.stat().st_mtime:
+    if here in portable and portable[here].stat().st_mtime >= native.stat().st_mtime:
         return portable
-    print(f"packing {native}: dist/lib/linux-x64 is missing or older (make wheel makes it)")
-    return {"linux-x64": native}
+    print(f"packing {native}: dist/lib/{here} is missing or older (make wheel makes it)")
+    return {here: native}
 
 
 @pytest.fixture
@@ -128,7 +129,8 @@ def test_pack_ships_the_built_library_and_load_finds_it_in_the_installed_package
 ):
     files = json.loads((shared_tmp / "node-pack" / "files.json").read_text())
     platforms = sorted(p.stem for p in (shared_tmp / "node-pack").glob("*.so"))
-    assert "linux-x64" in platforms
+    here = wheels.NPM_DIR[wheels.HOST]
+    assert here in platforms
     assert files == sorted(["README.md", "index.d.ts", "index.js", "package.json"]
                            + [f"lib/{p}/libs3vfs.so" for p in platforms])
     out = run_js("""
@@ -143,12 +145,12 @@ console.log(require('better-sqlite3/package.json').version, db.prepare('select s
     resolved, path, version, host = out
     installed = node_app / "node_modules" / "s3vfs"
     assert resolved == str(installed / "index.js")
-    assert path == str(installed / "lib" / "linux-x64" / "libs3vfs.so")
+    assert path == str(installed / "lib" / here / "libs3vfs.so")
     for platform in platforms:
         with open(installed / "lib" / platform / "libs3vfs.so", "rb") as shipped, \
                 open(shared_tmp / "node-pack" / f"{platform}.so", "rb") as built:
             assert shipped.read() == built.read()
-    print(f"packed for {', '.join(platforms)}; linux-x64 needs GLIBC_"
+    print(f"packed for {', '.join(platforms)}; {here} needs GLIBC_"
           + ".".join(map(str, wheels.glibc_ceiling(path))))
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)
     # The versions the README says were tested are the ones installed here.

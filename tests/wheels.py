@@ -1,6 +1,7 @@
 """What `make wheel` (scripts/build-wheels.sh) left in dist/: the manylinux wheels and the
 portable libraries, for test_wheel.py, test_lambda.py and test_hosts_node.py."""
 
+import platform
 import re
 import subprocess
 
@@ -11,6 +12,9 @@ import s3util
 DIST = s3util.ROOT / "dist"
 # The npm package's directory name for each architecture (Node's process.platform-process.arch).
 NPM_DIR = {"x86_64": "linux-x64", "aarch64": "linux-arm64"}
+# This machine's architecture: the wheel the tests install and run (on an arm64 machine, the
+# aarch64 one); the other is only inspected.
+HOST = platform.machine()
 MISSING = "no {what} in dist/: run `make wheel` (make test-wheel and make test do)"
 
 
@@ -21,7 +25,7 @@ def wheel(arch):
     return found[0] if found else None
 
 
-def require_wheel(arch="x86_64"):
+def require_wheel(arch=HOST):
     path = wheel(arch)
     if path is None:
         pytest.skip(MISSING.format(what=f"{arch} wheel"))
