@@ -135,7 +135,7 @@ enum Command {
 /// The exit code for an error (see [`EXIT_CODES`]).
 fn exit_code(e: &Error) -> u8 {
     match e {
-        Error::Config(_) => 2,
+        Error::Config(_) | Error::Setting(_) => 2,
         Error::NotFound(_) => 3,
         Error::Refused(_) => 4,
         Error::S3 { code, status, .. } => match code.as_str() {
