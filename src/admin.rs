@@ -352,12 +352,11 @@ pub fn plan_removal(db: &Location) -> Result<RemovalPlan> {
     let block0 = block_key(&db.key, 0);
     if !blocks.iter().any(|o| o.key == block0) && journal.is_empty() && !lease {
         let name = db.url();
-        let left = match others.len() {
+        // Blocks without a block 0 are no database's either (a copy interrupted early).
+        let left = match blocks.len() + others.len() {
             0 => String::new(),
-            n => format!(
-                "; the {n} other object{} under {name}/ are no database's and are left alone",
-                if n == 1 { "" } else { "s" }
-            ),
+            1 => format!("; the one object under {name}/ is no database's and is left alone"),
+            n => format!("; the {n} objects under {name}/ are no database's and are left alone"),
         };
         return Err(Error::NotFound(format!(
             "no database at {name}: nothing to delete (no block 0000000000, journal or lease{left}; check the URL; `s3vfs ls` lists the databases under a prefix)"
