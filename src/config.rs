@@ -5,7 +5,7 @@
 //! feed both without touching the process environment.
 
 use crate::codes::Locking;
-use crate::error::{Error, Problem, Result, Setting, SettingError};
+use crate::error::{Error, Problem, Result, Setting};
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -276,7 +276,7 @@ fn parse_count(
     };
     match raw.trim().parse::<u64>() {
         Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(SettingError::new(
+        _ => Err(Error::setting(
             setting,
             Problem::NotInRange {
                 value: raw,
@@ -291,7 +291,7 @@ fn parse_count(
 /// Checks an endpoint URL and returns it without a trailing slash.
 fn parse_endpoint(raw: &str) -> Result<String> {
     let bad = |why: &str| {
-        SettingError::new(
+        Error::setting(
             Setting::Endpoint,
             Problem::BadUrl {
                 value: raw.to_string(),
@@ -318,7 +318,7 @@ pub fn parse_block_size(raw: Option<String>) -> Result<u64> {
         return Ok(DEFAULT_BLOCK_SIZE);
     };
     let n: u64 = raw.trim().parse().map_err(|_| {
-        SettingError::new(
+        Error::setting(
             Setting::BlockSize,
             Problem::NotBytes {
                 value: raw.clone(),
@@ -327,7 +327,7 @@ pub fn parse_block_size(raw: Option<String>) -> Result<u64> {
         )
     })?;
     if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&n) {
-        return Err(SettingError::new(
+        return Err(Error::setting(
             Setting::BlockSize,
             Problem::BytesOutOfRange {
                 value: n,
@@ -354,7 +354,7 @@ fn credentials(env: Lookup, shared: &SharedFiles, profile: &str) -> Result<Crede
     if let Some(c) = &shared.credentials {
         return Ok(c.clone());
     }
-    Err(SettingError::new(
+    Err(Error::setting(
         Setting::Profile,
         Problem::NoCredentials {
             profile: profile.to_string(),

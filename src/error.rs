@@ -124,6 +124,11 @@ impl Error {
 }
 
 impl Error {
+    /// An error about `setting`: `problem`.
+    pub fn setting(setting: Setting, problem: Problem) -> Error {
+        Error::Setting(SettingError { setting, problem })
+    }
+
     /// The message, naming settings in `terms`: [`Terms::Uri`] for SQL (what `Display`
     /// shows), [`Terms::Command`] for the `s3vfs` command.
     pub fn message(&self, terms: Terms) -> String {
@@ -326,11 +331,6 @@ pub enum Problem {
 }
 
 impl SettingError {
-    /// An error about `setting`.
-    pub fn new(setting: Setting, problem: Problem) -> Error {
-        Error::Setting(SettingError { setting, problem })
-    }
-
     /// The message (without the `s3vfs configuration error:` prefix) in `terms`.
     pub fn message(&self, terms: Terms) -> String {
         let word = self.setting.word();
@@ -468,19 +468,19 @@ mod tests {
                 "check endpoint= / AWS_ENDPOINT_URL_S3 and that the server is running",
             ),
             (
-                SettingError::new(Setting::Endpoint, Problem::BadUrl { value: "h:9".into(), why: "no host".into() }),
+                Error::setting(Setting::Endpoint, Problem::BadUrl { value: "h:9".into(), why: "no host".into() }),
                 "invalid endpoint URL 'h:9': no host; expected e.g. endpoint=http://127.0.0.1:9000 or https://",
             ),
             (
-                SettingError::new(Setting::Profile, Problem::NoCredentials { profile: "p".into(), path: "/c".into() }),
+                Error::setting(Setting::Profile, Problem::NoCredentials { profile: "p".into(), path: "/c".into() }),
                 "add profile [p] to /c (choose the profile with AWS_PROFILE or profile=)",
             ),
             (
-                SettingError::new(Setting::Concurrency, Problem::NotInRange { value: "0".into(), min: 1, max: 256, default: 16 }),
+                Error::setting(Setting::Concurrency, Problem::NotInRange { value: "0".into(), min: 1, max: 256, default: 16 }),
                 "s3vfs configuration error: concurrency '0' must be an integer in 1..=256 (default 16)",
             ),
             (
-                SettingError::new(Setting::BlockSize, Problem::BytesOutOfRange { value: 100, min: 512, max: 16, default: 4096 }),
+                Error::setting(Setting::BlockSize, Problem::BytesOutOfRange { value: 100, min: 512, max: 16, default: 4096 }),
                 "block_size 100 is out of range: use 512..=16 bytes (ideally the database page size; default 4096)",
             ),
         ];
@@ -504,15 +504,15 @@ mod tests {
                 "check --endpoint / AWS_ENDPOINT_URL_S3 and that",
             ),
             (
-                SettingError::new(Setting::Endpoint, Problem::BadUrl { value: "h:9".into(), why: "no host".into() }),
+                Error::setting(Setting::Endpoint, Problem::BadUrl { value: "h:9".into(), why: "no host".into() }),
                 "expected e.g. --endpoint http://127.0.0.1:9000 or",
             ),
             (
-                SettingError::new(Setting::Profile, Problem::NoCredentials { profile: "p".into(), path: "/c".into() }),
+                Error::setting(Setting::Profile, Problem::NoCredentials { profile: "p".into(), path: "/c".into() }),
                 "(choose the profile with AWS_PROFILE or --profile)",
             ),
             (
-                SettingError::new(Setting::BlockSize, Problem::NotBytes { value: "x".into(), default: 4096 }),
+                Error::setting(Setting::BlockSize, Problem::NotBytes { value: "x".into(), default: 4096 }),
                 "block_size 'x' is not a positive integer (bytes); the default is 4096 (set by --block-size or S3VFS_BLOCK_SIZE)",
             ),
         ];
