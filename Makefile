@@ -21,9 +21,9 @@ test-integration: build
 	scripts/s3-server.sh start
 	trap 'scripts/s3-server.sh stop' EXIT; $(PY) -m pytest -n 2 -q -m "not slow" tests
 
-# Everything a change must pass: unit tests, the integration suite, and the same suite on a
+# Everything a change must pass: the lint (fmt, clippy -D warnings), unit tests, the integration suite, and the same suite on a
 # flaky network (issue 5: the whole functional suite survives 5% 503s and 2% resets).
-test: test-unit test-integration test-faults
+test: lint test-unit test-integration test-faults
 
 # The whole functional suite again on a flaky network: each pytest worker puts a proxy in
 # front of the server that answers 5% of requests with 503 and resets 2% of connections.
@@ -47,7 +47,7 @@ fmt:
 clippy:
 	cargo clippy --release --all-targets -- -D warnings
 
-lint: fmt clippy
+lint: deps fmt clippy
 
 server-start: deps
 	scripts/s3-server.sh start

@@ -125,19 +125,56 @@ const SQLITE_URI_PARAMS: &[&str] = &[
     "modeof",
 ];
 
-/// Refuses URI parameters that neither s3vfs nor SQLite knows: most are typos
-/// (`bukcet=`) that would otherwise be silently ignored.
-/// A database name becomes a key prefix: `<name>/0000000000`. One ending in '/' would
-/// make keys with an empty path segment (`a//0000000000`), which no other tool expects.
+/// A database name becomes a key prefix: `<name>/0000000000`. Names that would make keys
+/// other tools read differently, or that collide with the objects of another database's
+/// layout, are refused before anything is sent:
+/// - a trailing '/' (keys with an empty path segment, `a//0000000000`);
+/// - `.` or `..` segments (S3 keys are not paths, but signing normalizes the URL path while
+///   the request is sent as written, so the server would reject the signature);
+/// - control characters (they cannot travel in the XML of a batch delete);
+/// - a name ending in `-journal` or `-wal`, or one of s3vfs's own objects: those prefixes
+///   are where database `X`'s journal, WAL, lease and reader marks live, so opening `X`
+///   would take such a database for a hot journal and delete it.
 pub fn check_db_name(name: &str) -> Result<()> {
+    let refuse = |why: String| Err(Error::Config(why));
     if name.ends_with('/') {
-        return Err(Error::Config(format!(
+        return refuse(format!(
             "the database name '{name}' ends with '/': name the database itself, as in file:apps/notes.db?vfs=s3 (its blocks go under apps/notes.db/)"
-        )));
+        ));
+    }
+    if name.split('/').any(|seg| seg == "." || seg == "..") {
+        return refuse(format!(
+            "the database name '{name}' has a '.' or '..' segment: S3 keys are not paths; write the key without them, as in file:apps/notes.db?vfs=s3"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return refuse(format!(
+            "the database name {name:?} contains a control character: use printable characters only"
+        ));
+    }
+    for (suffix, what) in [
+        ("-journal", "a rollback journal"),
+        ("-wal", "a write-ahead log"),
+        (".s3vfs-lease", "s3vfs's writer lease"),
+    ] {
+        if let Some(owner) = name.strip_suffix(suffix) {
+            return refuse(format!(
+                "the database name '{name}' ends with '{suffix}', where {what} of the database '{owner}' is kept: opening '{owner}' would take this database for its own and delete it; choose another name"
+            ));
+        }
+    }
+    if name.contains(".s3vfs-readers/") || name.contains(".s3vfs-lease-probe-") {
+        return refuse(format!(
+            "the database name '{name}' lies where s3vfs keeps its own objects (reader marks, probes): choose another name"
+        ));
     }
     Ok(())
 }
 
+/// Refuses URI parameters that neither s3vfs nor SQLite knows: most are typos
+/// (`bukcet=`) that would otherwise be silently ignored. `nolock=1` is refused too: SQLite
+/// would then skip every lock call, and with them the writer lease and the cache
+/// revalidation that make a database in S3 safe to share.
 pub fn check_uri_keys(keys: &[String]) -> Result<()> {
     match keys
         .iter()
@@ -150,6 +187,22 @@ pub fn check_uri_keys(keys: &[String]) -> Result<()> {
         ))),
         None => Ok(()),
     }
+}
+
+/// Refuses SQLite URI parameters whose meaning is unsafe for a shared database in S3.
+pub fn check_uri_values(value: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+    let on = |v: Option<String>| {
+        v.is_some_and(|v| {
+            let v = v.to_ascii_lowercase();
+            !matches!(v.as_str(), "0" | "no" | "false" | "off")
+        })
+    };
+    if on(value("nolock")) {
+        return Err(Error::Config(
+            "nolock=1 would turn off SQLite's locks, and with them the writer lease and the check for other processes' commits: this connection would serve stale data and could overwrite acknowledged writes. For no coordination with other writers (as sqlite-s3vfs), open with locking=none; to read a database nobody writes, use mode=ro or immutable=1".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -510,6 +563,47 @@ mod tests {
             err.contains("unknown URI parameter 'bukcet'") && err.contains("bucket"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn names_that_collide_with_the_layout_or_break_keys_are_refused() {
+        for bad in [
+            "a/",
+            "a/../b.db",
+            "./x.db",
+            "a/./b",
+            "tab\tname",
+            "X-journal",
+            "X-wal",
+            "X.s3vfs-lease",
+            "X.s3vfs-readers/m",
+            "X.s3vfs-lease-probe-1",
+        ] {
+            assert!(check_db_name(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "a.db",
+            "apps/notes.db",
+            "x..y",
+            "journal",
+            "my-journal.db",
+            "a/.hidden",
+        ] {
+            assert!(check_db_name(good).is_ok(), "{good:?}");
+        }
+        let err = check_db_name("app-journal").unwrap_err().to_string();
+        assert!(err.contains("'app'"), "{err}");
+    }
+
+    #[test]
+    fn nolock_is_refused_and_points_to_locking_none() {
+        let on = |v: &'static str| move |k: &str| (k == "nolock").then(|| v.to_string());
+        for v in ["1", "yes", "true"] {
+            let err = check_uri_values(&on(v)).unwrap_err().to_string();
+            assert!(err.contains("locking=none"), "{err}");
+        }
+        assert!(check_uri_values(&on("0")).is_ok());
+        assert!(check_uri_values(&|_: &str| None).is_ok());
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub enum Error {
     Refused(String),
     /// A local file could not be read or written (the `s3vfs` command's import and export).
     Io(String),
+    /// What is stored (or what the server answered) is damaged: a block of the wrong
+    /// length, a missing block inside the database, a body that does not match its
+    /// checksum. The message names the object.
+    Corrupt(String),
 }
 
 impl Error {
@@ -69,6 +73,7 @@ impl Error {
             Error::Busy(_) => "busy",
             Error::Refused(_) => "refused",
             Error::Io(_) => "io",
+            Error::Corrupt(_) => "corrupt",
         }
     }
 
@@ -170,7 +175,8 @@ impl Error {
             | Error::Lease(msg)
             | Error::Busy(msg)
             | Error::Refused(msg)
-            | Error::Io(msg) => format!("s3vfs: {msg}"),
+            | Error::Io(msg)
+            | Error::Corrupt(msg) => format!("s3vfs: {msg}"),
         }
     }
 }

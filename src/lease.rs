@@ -12,10 +12,21 @@
 //! - Giving it up: `PUT If-Match` with `released: true`, so only our own version is ever
 //!   released.
 //!
-//! Expiry compares wall clocks of different machines: the 30-second term leaves room for
-//! ordinary clock skew, not for clocks that are minutes apart.
+//! - Fencing: holding the lease opens this database's write fence (`fence.rs`) until the
+//!   time our version was sent plus the term minus a margin (a sixth of the term); the S3
+//!   client sends no write past it. A taker-over waits a grace period (another sixth) past
+//!   the expiry written in the lease, so a slow or frozen writer's last request is out of
+//!   the network before anyone else writes.
+//!
+//! Expiry compares wall clocks of different machines: margin and grace (5 s each at the
+//! default 30-second term) cover ordinary clock skew, not clocks that are minutes apart.
+//! An expiry further ahead than one term plus the grace cannot have been written by a
+//! genuine holder with a sane clock; such a lease is treated as expired and logged, so junk
+//! or a runaway clock cannot lock a database for ever.
 
+use crate::codes::code;
 use crate::error::{Error, Result};
+use crate::fence::Fence;
 use crate::layout::{lease_key, probe_key};
 use crate::object_store::{CondPut, Condition, ObjectStore};
 use serde::{Deserialize, Serialize};
@@ -43,6 +54,29 @@ impl LeaseRecord {
     pub fn live(&self, now_ms: u64) -> bool {
         !self.released && self.expires_ms > now_ms
     }
+
+    /// Whether this lease keeps another writer out at `now_ms`, for a lease of `term`:
+    /// held, and not past its expiry plus the grace period, unless its expiry is too far
+    /// ahead to be genuine (see the module comment).
+    pub fn blocks_takeover(&self, now_ms: u64, term: Duration) -> bool {
+        let grace = grace(term).as_millis() as u64;
+        !self.released && self.expires_ms + grace > now_ms && !self.implausible(now_ms, term)
+    }
+
+    /// An expiry more than one term plus the grace ahead of `now_ms`.
+    pub fn implausible(&self, now_ms: u64, term: Duration) -> bool {
+        self.expires_ms > now_ms + (term + grace(term)).as_millis() as u64
+    }
+}
+
+/// How much earlier than its written expiry a holder stops writing.
+pub fn margin(term: Duration) -> Duration {
+    term / 6
+}
+
+/// How much later than its written expiry another writer may take a lease over.
+pub fn grace(term: Duration) -> Duration {
+    term / 6
 }
 
 /// The wall clock in milliseconds since the Unix epoch, as leases count time.
@@ -102,8 +136,12 @@ pub struct Lease {
     /// one request when nobody wrote in between.
     released_etag: Option<String>,
     renewed: Instant,
+    /// When the last PUT of our version was sent: the fence counts from there.
+    sent: Instant,
     /// Our stored version says pending (see `set_pending`).
     pending: bool,
+    /// The database's write fence, opened while we hold the lease.
+    fence: Arc<Fence>,
 }
 
 impl Lease {
@@ -125,8 +163,40 @@ impl Lease {
             etag: None,
             released_etag: None,
             renewed: Instant::now(),
+            sent: Instant::now(),
             pending: false,
+            fence: Arc::default(),
         }
+    }
+
+    /// Uses `fence` as the database's write fence (shared with its files' stores).
+    pub fn with_fence(mut self, fence: Arc<Fence>) -> Lease {
+        self.fence = fence;
+        self
+    }
+
+    /// The write fence this lease opens while held.
+    pub fn fence(&self) -> &Arc<Fence> {
+        &self.fence
+    }
+
+    /// PUTs our version of the lease (held or released) under `condition`, noting when
+    /// it was sent.
+    fn put_ours(&mut self, released: bool, condition: Condition) -> Result<CondPut> {
+        let body = self.record(released);
+        self.sent = Instant::now();
+        self.client.put_if(&self.key, &body, condition)
+    }
+
+    /// The lease was found taken by someone else: nothing more may be written.
+    fn lost(&mut self) -> Error {
+        self.etag = None;
+        self.pending = false;
+        self.fence.close();
+        Error::Lease(format!(
+            "the write lease {} expired and another writer took it: this transaction cannot commit; retry it",
+            self.key
+        ))
     }
 
     /// This process's id in lease and reader-mark objects.
@@ -185,20 +255,14 @@ impl Lease {
     pub fn acquire(&mut self) -> Result<Acquire> {
         self.probes.check(self.client.as_ref(), &self.db_name)?;
         if let Some(etag) = self.released_etag.take() {
-            if let CondPut::Stored(etag) =
-                self.client
-                    .put_if(&self.key, &self.record(false), Condition::Matches(&etag))?
-            {
+            if let CondPut::Stored(etag) = self.put_ours(false, Condition::Matches(&etag))? {
                 self.took(etag);
                 return Ok(Acquire::Quick);
             }
         }
         // Two rounds: the lease may vanish or change between our PUT and our read.
         for _ in 0..2 {
-            if let CondPut::Stored(etag) =
-                self.client
-                    .put_if(&self.key, &self.record(false), Condition::Absent)?
-            {
+            if let CondPut::Stored(etag) = self.put_ours(false, Condition::Absent)? {
                 self.took(etag);
                 return Ok(Acquire::Taken);
             }
@@ -209,19 +273,26 @@ impl Lease {
                 self.took(etag); // a retried PUT whose first attempt got through
                 return Ok(Acquire::Taken);
             }
-            if current.live(now_ms()) {
+            let now = now_ms();
+            if current.blocks_takeover(now, self.term) {
                 return Ok(Acquire::Busy(current));
             }
-            if let CondPut::Stored(etag) =
-                self.client
-                    .put_if(&self.key, &self.record(false), Condition::Matches(&etag))?
-            {
+            if current.implausible(now, self.term) {
+                crate::logging::log(
+                    code::BUSY,
+                    &format!(
+                        "s3vfs: {} says it expires at {} ms since the epoch, more than a term ahead of this machine's clock: not a genuine lease (junk, or a holder with a runaway clock); taking it over",
+                        self.key, current.expires_ms
+                    ),
+                );
+            }
+            if let CondPut::Stored(etag) = self.put_ours(false, Condition::Matches(&etag))? {
                 self.took(etag);
                 return Ok(Acquire::Taken);
             }
         }
         Ok(match self.read()? {
-            Some((r, _)) if r.live(now_ms()) => Acquire::Busy(r),
+            Some((r, _)) if r.blocks_takeover(now_ms(), self.term) => Acquire::Busy(r),
             _ => Acquire::Busy(LeaseRecord {
                 owner: String::new(),
                 host: "unknown (the lease kept changing)".into(),
@@ -236,6 +307,8 @@ impl Lease {
     fn took(&mut self, etag: String) {
         self.etag = Some(etag);
         self.renewed = Instant::now();
+        self.fence
+            .open_until(self.sent + self.term - margin(self.term));
     }
 
     /// Renews the lease when a third of its term has passed; an error when it was lost.
@@ -246,24 +319,23 @@ impl Lease {
                 self.key
             )));
         };
-        if self.renewed.elapsed() < self.term / 3 {
+        // A batch of writes starts only with at least a third of the term ahead of it;
+        // otherwise the lease is renewed first (which also revives a fence that ran out
+        // while this process was paused, if nobody took the lease meanwhile).
+        let ahead = self.fence.remaining().unwrap_or_default();
+        if self.renewed.elapsed() < self.term / 3 && ahead >= self.term / 3 {
             return Ok(());
         }
-        match self
-            .client
-            .put_if(&self.key, &self.record(false), Condition::Matches(&etag))?
-        {
+        self.renew(&etag)
+    }
+
+    fn renew(&mut self, etag: &str) -> Result<()> {
+        match self.put_ours(false, Condition::Matches(etag))? {
             CondPut::Stored(etag) => {
                 self.took(etag);
                 Ok(())
             }
-            CondPut::Refused => {
-                self.etag = None;
-                Err(Error::Lease(format!(
-                    "the write lease {} expired and another writer took it: this transaction cannot commit; retry it",
-                    self.key
-                )))
-            }
+            CondPut::Refused => Err(self.lost()),
         }
     }
 
@@ -280,22 +352,8 @@ impl Lease {
             )));
         };
         self.pending = true;
-        match self
-            .client
-            .put_if(&self.key, &self.record(false), Condition::Matches(&etag))
-        {
-            Ok(CondPut::Stored(etag)) => {
-                self.took(etag);
-                Ok(())
-            }
-            Ok(CondPut::Refused) => {
-                self.pending = false;
-                self.etag = None;
-                Err(Error::Lease(format!(
-                    "the write lease {} expired and another writer took it: this transaction cannot commit; retry it",
-                    self.key
-                )))
-            }
+        match self.renew(&etag) {
+            Ok(()) => Ok(()),
             Err(e) => {
                 self.pending = false;
                 Err(e)
@@ -314,11 +372,10 @@ impl Lease {
     /// Gives the lease up (only our own version: `If-Match`).
     pub fn release(&mut self) -> Result<()> {
         self.pending = false;
+        // Nothing more is written once we let go, whatever the release's answer.
+        self.fence.close();
         if let Some(etag) = self.etag.take() {
-            if let CondPut::Stored(etag) =
-                self.client
-                    .put_if(&self.key, &self.record(true), Condition::Matches(&etag))?
-            {
+            if let CondPut::Stored(etag) = self.put_ours(true, Condition::Matches(&etag))? {
                 self.released_etag = Some(etag);
             }
         }

@@ -24,6 +24,7 @@ pub mod codes;
 pub mod config;
 pub mod error;
 pub mod ext;
+pub mod fence;
 pub mod ffi;
 pub mod header;
 pub mod journal;

@@ -16,6 +16,7 @@
 
 use crate::codes::{code, LockLevel, Locking};
 use crate::error::Result;
+use crate::fence::Fence;
 use crate::lease::{Acquire, Lease, LeaseRecord};
 use crate::readers::{self, Mark};
 use std::collections::HashMap;
@@ -36,6 +37,8 @@ pub struct Entry {
     lease: Option<Lease>,
     /// This process's reader mark (`locking=strict`), while `shared` > 0.
     mark: Option<Mark>,
+    /// The database's write fence, opened by the lease while this process holds it.
+    fence: Arc<Fence>,
 }
 
 /// A database's lock entry, shared by its connections in this process.
@@ -52,6 +55,21 @@ impl LockTable {
     /// The lock entry of a database, by its identity.
     pub fn entry(&self, db: &Arc<str>) -> SharedEntry {
         locked(&self.entries).entry(db.clone()).or_default().clone()
+    }
+
+    /// The write fence of a database: its files' stores send writes only while it is open.
+    pub fn fence(&self, db: &Arc<str>) -> Arc<Fence> {
+        locked(&self.entry(db)).fence.clone()
+    }
+
+    /// How many databases have an entry (tests: state is freed when unused).
+    pub fn len(&self) -> usize {
+        locked(&self.entries).len()
+    }
+
+    /// True when no database has an entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Forgets entries no connection uses any more (a process that opens many databases
@@ -221,13 +239,12 @@ impl Lock {
             return Ok(false);
         }
         let lease = e.lease.get_or_insert_with(new_lease);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let term = lease.term();
+        // Within the grace period after expiry the holder may still have a request in
+        // flight: its journal is not hot yet.
         Ok(lease
             .read()?
-            .is_some_and(|(r, _)| !r.released && r.expires_ms > now))
+            .is_some_and(|(r, _)| r.blocks_takeover(crate::lease::now_ms(), term)))
     }
 
     /// During a read transaction (`locking=strict`): keeps this process's reader mark

@@ -6,8 +6,10 @@
 //! milliseconds and integration tests prove them again on a real server.
 
 use crate::error::Result;
+use crate::fence::Fence;
 use crate::s3::S3Client;
 pub use crate::s3::{CondPut, Condition, ObjectInfo};
+use std::sync::Arc;
 
 /// The object operations s3vfs needs from a bucket.
 pub trait ObjectStore: Send + Sync {
@@ -42,6 +44,8 @@ pub trait ObjectStore: Send + Sync {
     fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<()>;
     /// Abandons a multipart upload.
     fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
+    /// The same store, sending writes (PUT, POST, DELETE) only while `fence` is open.
+    fn fenced(&self, fence: Arc<Fence>) -> Arc<dyn ObjectStore>;
 }
 
 impl ObjectStore for S3Client {
@@ -95,6 +99,9 @@ impl ObjectStore for S3Client {
     }
     fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
         S3Client::abort_multipart(self, key, upload_id)
+    }
+    fn fenced(&self, fence: Arc<Fence>) -> Arc<dyn ObjectStore> {
+        Arc::new(self.with_fence(fence))
     }
 }
 

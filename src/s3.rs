@@ -7,6 +7,7 @@
 
 use crate::config::Target;
 use crate::error::{Error, Result};
+use crate::fence::Fence;
 use crate::stats::{self, Op};
 use hmac::Mac;
 use once_cell::sync::Lazy;
@@ -25,13 +26,16 @@ const RETRY_BUDGET: Duration = Duration::from_secs(20);
 /// Keys per DeleteObjects call: the S3 API maximum.
 pub const DELETE_BATCH: usize = 1000;
 
+/// Longest one attempt of a request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One agent for the process, so that every thread reuses pooled connections.
 static AGENT: Lazy<ureq::Agent> = Lazy::new(|| {
     ureq::Agent::config_builder()
         // S3 error bodies carry the error code; read them instead of getting a bare status.
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(5)))
-        .timeout_global(Some(Duration::from_secs(60)))
+        .timeout_global(Some(REQUEST_TIMEOUT))
         .max_idle_connections(128)
         .max_idle_connections_per_host(64)
         .user_agent(concat!("s3vfs/", env!("CARGO_PKG_VERSION")))
@@ -50,6 +54,9 @@ pub struct ObjectInfo {
 #[derive(Clone, Debug)]
 pub struct S3Client {
     cfg: Arc<Target>,
+    /// When set, writes are sent only while the fence is open, each attempt cut to the
+    /// time it has left (see `fence.rs`).
+    fence: Option<Arc<Fence>>,
 }
 
 struct Reply {
@@ -59,6 +66,36 @@ struct Reply {
     etag: Option<String>,
     /// `x-amz-bucket-region`, which AWS sends with a wrong-region answer.
     bucket_region: Option<String>,
+    /// `x-amz-server-side-encryption`: with KMS (or a customer key) the ETag is not the MD5.
+    sse: Option<String>,
+}
+
+impl Reply {
+    /// Whether the ETag contradicts `body`: S3's ETag of an object stored in one PUT is
+    /// the MD5 of its bytes (unless encrypted with KMS or a customer key, or multipart,
+    /// which the ETag's form or the encryption header tells). An ETag that says nothing
+    /// about the bytes never contradicts them.
+    fn etag_contradicts(&self, body: &[u8]) -> bool {
+        let Some(etag) = self.etag.as_deref().map(|e| e.trim_matches('"')) else {
+            return false;
+        };
+        let plain_md5 = etag.len() == 32 && etag.bytes().all(|c| c.is_ascii_hexdigit());
+        let md5_etag = matches!(self.sse.as_deref(), None | Some("AES256"));
+        plain_md5 && md5_etag && !etag.eq_ignore_ascii_case(&format!("{:x}", md5::compute(body)))
+    }
+}
+
+/// Attempts at a request whose answer contradicts what was sent or read (a body damaged
+/// in transit, a PUT acknowledged without storing the bytes).
+const INTEGRITY_ATTEMPTS: u32 = 3;
+
+/// The `Content-MD5` header of a body: S3 refuses to store bytes that do not match it.
+fn content_md5(body: &[u8]) -> (&'static str, String) {
+    use base64::Engine as _;
+    (
+        "content-md5",
+        base64::engine::general_purpose::STANDARD.encode(md5::compute(body).0),
+    )
 }
 
 /// The precondition of a conditional PUT (S3's compare-and-swap).
@@ -82,7 +119,18 @@ pub enum CondPut {
 impl S3Client {
     /// A client for one bucket: where it is and how to sign, nothing about databases.
     pub fn new(target: Arc<Target>) -> S3Client {
-        S3Client { cfg: target }
+        S3Client {
+            cfg: target,
+            fence: None,
+        }
+    }
+
+    /// The same client, sending writes only while `fence` is open.
+    pub fn with_fence(&self, fence: Arc<Fence>) -> S3Client {
+        S3Client {
+            cfg: self.cfg.clone(),
+            fence: Some(fence),
+        }
     }
 
     /// The bucket, endpoint and credentials this client speaks to.
@@ -90,23 +138,42 @@ impl S3Client {
         &self.cfg
     }
 
-    /// GET an object; `Ok(None)` when the key does not exist.
+    /// GET an object; `Ok(None)` when the key does not exist. A body that contradicts
+    /// its ETag (damaged in transit) is fetched again, then reported as corrupt.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let r = self.send(Op::Get, "GET", key, &[], &[], &[])?;
-        match r.status {
-            200 => Ok(Some(r.body)),
-            404 if error_code(&r.body) == "NoSuchKey" => Ok(None),
-            _ => Err(self.s3_error("GET", key, &r)),
+        for _ in 0..INTEGRITY_ATTEMPTS {
+            let r = self.send(Op::Get, "GET", key, &[], &[], &[])?;
+            match r.status {
+                200 if r.etag_contradicts(&r.body) => stats::retry(),
+                200 => return Ok(Some(r.body)),
+                404 if error_code(&r.body) == "NoSuchKey" => return Ok(None),
+                _ => return Err(self.s3_error("GET", key, &r)),
+            }
         }
+        stats::error();
+        Err(Error::Corrupt(format!(
+            "GET s3://{}/{key} returned bytes that do not match the object's ETag (MD5) {INTEGRITY_ATTEMPTS} times: the data is damaged between the server and this process (a proxy or network corrupting bodies?); nothing was read",
+            self.cfg.bucket
+        )))
     }
 
-    /// PUT an object.
+    /// PUT an object with its `Content-MD5`, and check that the acknowledgement is for
+    /// those bytes (its ETag): a PUT answered 200 that stored something else is sent again,
+    /// then reported.
     pub fn put(&self, key: &str, body: &[u8]) -> Result<()> {
-        let r = self.send(Op::Put, "PUT", key, &[], &[], body)?;
-        match r.status {
-            200 => Ok(()),
-            _ => Err(self.s3_error("PUT", key, &r)),
+        for _ in 0..INTEGRITY_ATTEMPTS {
+            let r = self.send(Op::Put, "PUT", key, &[], &[content_md5(body)], body)?;
+            match r.status {
+                200 if r.etag_contradicts(body) => stats::retry(),
+                200 => return Ok(()),
+                _ => return Err(self.s3_error("PUT", key, &r)),
+            }
         }
+        stats::error();
+        Err(Error::Corrupt(format!(
+            "PUT s3://{}/{key} was acknowledged with an ETag that is not the MD5 of the bytes sent, {INTEGRITY_ATTEMPTS} times: the server did not store them; this write failed",
+            self.cfg.bucket
+        )))
     }
 
     /// GET bytes `[start, end)` of an object (an HTTP Range request).
@@ -206,7 +273,7 @@ impl S3Client {
             Condition::Absent => ("if-none-match", "*".to_string()),
             Condition::Matches(etag) => ("if-match", etag.to_string()),
         };
-        let r = self.send(Op::Put, "PUT", key, &[], &[header], body)?;
+        let r = self.send(Op::Put, "PUT", key, &[], &[header, content_md5(body)], body)?;
         match r.status {
             200 => Ok(CondPut::Stored(r.etag.unwrap_or_default())),
             // 404: If-Match on a key that no longer exists (AWS and moto answer so).
@@ -363,10 +430,24 @@ impl S3Client {
         let payload_hash = hex::encode(Sha256::digest(body));
         let mut attempt = 0;
         let started = std::time::Instant::now();
+        let fenced = self
+            .fence
+            .as_ref()
+            .filter(|_| method != "GET" && method != "HEAD");
         loop {
             attempt += 1;
+            // A fenced write is sent only with lease time left, and never runs past it.
+            let limit = match fenced {
+                Some(fence) => Some(fence.remaining().ok_or_else(|| {
+                    Error::Lease(format!(
+                        "the write lease on s3://{}/{key} ran out or was lost before this write could be sent: nothing more is stored for this transaction (another writer may have taken over); retry the transaction",
+                        self.cfg.bucket
+                    ))
+                })?),
+                None => None,
+            };
             stats::request(op, body.len());
-            let outcome = self.send_once(method, &url, &payload_hash, extra_headers, body);
+            let outcome = self.send_once(method, &url, &payload_hash, extra_headers, body, limit);
             // `S3VFS_TRACE=1`: what a query costs. URLs carry no credentials.
             if crate::config::process().trace {
                 let status = outcome
@@ -403,6 +484,7 @@ impl S3Client {
         payload_hash: &str,
         extra_headers: &[(&str, String)],
         body: &[u8],
+        limit: Option<Duration>,
     ) -> std::result::Result<Reply, ureq::Error> {
         let parsed = url::Url::parse(url).map_err(|e| ureq::Error::BadUri(e.to_string()))?;
         let host = match parsed.port() {
@@ -454,7 +536,16 @@ impl S3Client {
             .header("authorization", authorization)
             .body(body)
             .map_err(ureq::Error::Http)?;
-        let mut resp = AGENT.run(req)?;
+        let mut resp = match limit {
+            Some(limit) => {
+                let req = AGENT
+                    .configure_request(req)
+                    .timeout_global(Some(limit.min(REQUEST_TIMEOUT)))
+                    .build();
+                AGENT.run(req)?
+            }
+            None => AGENT.run(req)?,
+        };
         let status = resp.status().as_u16();
         let header = |name: &str| {
             resp.headers()
@@ -465,6 +556,8 @@ impl S3Client {
         let content_length = header("content-length").and_then(|v| v.parse().ok());
         let etag = header("etag");
         let bucket_region = header("x-amz-bucket-region");
+        let sse = header("x-amz-server-side-encryption")
+            .or_else(|| header("x-amz-server-side-encryption-customer-algorithm"));
         let body = if method == "HEAD" {
             Vec::new()
         } else {
@@ -480,6 +573,7 @@ impl S3Client {
             content_length,
             etag,
             bucket_region,
+            sse,
         })
     }
 
@@ -638,6 +732,37 @@ mod tests {
             xml_text(xml, "NextContinuationToken").as_deref(),
             Some("t1")
         );
+    }
+
+    fn reply(etag: Option<&str>, sse: Option<&str>) -> Reply {
+        Reply {
+            status: 200,
+            body: Vec::new(),
+            content_length: None,
+            etag: etag.map(str::to_string),
+            bucket_region: None,
+            sse: sse.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn an_etag_contradicts_only_bytes_it_describes() {
+        let body = b"block";
+        let md5 = format!("\"{:x}\"", md5::compute(body));
+        assert!(!reply(Some(&md5), None).etag_contradicts(body));
+        assert!(reply(Some("\"00000000000000000000000000000000\""), None).etag_contradicts(body));
+        assert!(
+            reply(Some(&md5), None).etag_contradicts(b"blocK"),
+            "a flipped byte"
+        );
+        // Multipart and KMS ETags are not MD5s of the bytes: they prove nothing either way.
+        assert!(!reply(Some("\"abc-3\""), None).etag_contradicts(body));
+        assert!(!reply(
+            Some("\"00000000000000000000000000000000\""),
+            Some("aws:kms")
+        )
+        .etag_contradicts(body));
+        assert!(!reply(None, None).etag_contradicts(body));
     }
 
     #[test]

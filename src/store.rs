@@ -55,6 +55,10 @@ pub struct BlockFile {
     last_read: Option<u64>,
     window: u64,
     ahead_until: u64,
+    /// A main database: every block inside the size its header vouches for must be stored
+    /// whole. (A journal may legitimately miss blocks after a crash: SQLite reads them as
+    /// zeros and stops its playback there.)
+    whole_blocks: bool,
 }
 
 /// One stored block: its index and length.
@@ -79,7 +83,24 @@ impl BlockFile {
             last_read: None,
             window: 0,
             ahead_until: 0,
+            whole_blocks: false,
         }
+    }
+
+    /// Treats the file as a main database: a block missing or of the wrong length inside
+    /// its size is reported as damage instead of being read as zeros.
+    pub fn with_whole_blocks(mut self) -> BlockFile {
+        self.whole_blocks = true;
+        self
+    }
+
+    /// The error for a stored block that cannot be what the layout says.
+    fn damaged(&self, index: u64, what: String) -> crate::error::Error {
+        crate::error::Error::Corrupt(format!(
+            "block s3://{}/{} is damaged: {what}; the database cannot be read safely — restore it from a copy (s3vfs export of an older snapshot, or the bucket's versions)",
+            self.store.bucket(),
+            self.key(index)
+        ))
     }
 
     /// Sets how many requests a batch may have in flight.
@@ -184,6 +205,14 @@ impl BlockFile {
         }
     }
 
+    /// Drops the buffered writes of a transaction that cannot be stored (its lease is gone,
+    /// or the server refuses them): they must never reach S3 later, under another lease.
+    pub fn discard_dirty(&mut self) {
+        self.dirty.clear();
+        self.dirty_bytes = 0;
+        self.size = None;
+    }
+
     /// Forgets the size (kept while writes are buffered: they define it).
     pub fn forget_size(&mut self) {
         if self.dirty.is_empty() {
@@ -260,6 +289,9 @@ impl BlockFile {
         }
         let fetched = par_map(&wanted, self.concurrency, |&i| self.store.get(&self.key(i)))?;
         for (&i, data) in wanted.iter().zip(fetched) {
+            if let Some(why) = self.check_block(i, data.as_deref()) {
+                return Err(self.damaged(i, why));
+            }
             let Some(data) = data else { continue };
             let data = Arc::new(data);
             CACHE.insert(self.cache_key(i), data.clone());
@@ -268,6 +300,29 @@ impl BlockFile {
             }
         }
         Ok(out)
+    }
+
+    /// Why a fetched block cannot be right, if it cannot: longer than a block, or (for a
+    /// main database, inside the size the header vouches for) missing or short.
+    fn check_block(&self, index: u64, data: Option<&[u8]>) -> Option<String> {
+        let b = self.block_size;
+        let len = data.map(|d| d.len() as u64);
+        if let Some(len) = len.filter(|&l| l > b) {
+            return Some(format!("{len} bytes, more than the block size {b}"));
+        }
+        let size = self.size.filter(|_| self.whole_blocks)?;
+        let start = index * b;
+        if start >= size || self.dirty.contains_key(&index) {
+            return None;
+        }
+        let expected = (size - start).min(b);
+        match len {
+            None => Some(format!(
+                "missing, inside the database's {size} bytes (its header says so)"
+            )),
+            Some(l) if l < expected => Some(format!("{l} bytes where {expected} are expected")),
+            _ => None,
+        }
     }
 
     /// The blocks to fetch ahead of a read of `first..=last`: the window doubles while
@@ -598,7 +653,34 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_middle_block_reads_as_zeros_without_shifting() {
+    fn a_damaged_database_block_is_reported_with_its_key() {
+        for damage in ["missing", "short", "long"] {
+            let store = Arc::new(MemoryStore::default());
+            let mut f = BlockFile::new(store.clone(), "db", 4096).with_whole_blocks();
+            f.write(&vec![5u8; 3 * 4096], 0).unwrap();
+            f.flush().unwrap();
+            crate::cache::CACHE.drop_file(&f.file_id);
+            match damage {
+                "missing" => store.remove("db/0000000001"),
+                "short" => store.poke("db/0000000001", &[5u8; 100]),
+                _ => store.poke("db/0000000001", &[5u8; 5000]),
+            }
+            let mut back = vec![0u8; 4096];
+            let err = f.read(&mut back, 4096).unwrap_err();
+            assert!(
+                matches!(&err, crate::error::Error::Corrupt(m) if m.contains("db/0000000001")),
+                "{damage}: {err}"
+            );
+            let err = f.write(&[1u8; 10], 4096 + 7).unwrap_err();
+            assert!(
+                matches!(err, crate::error::Error::Corrupt(_)),
+                "{damage}: writes fail too"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_journal_block_reads_as_zeros_without_shifting() {
         let (store, mut f) = file(4096);
         f.write(&vec![5u8; 3 * 4096], 0).unwrap();
         f.flush().unwrap();

@@ -24,6 +24,7 @@ use crate::cache::CACHE;
 use crate::codes::{code, LockLevel, Locking, OpenKind};
 use crate::config::{self, Config, ProcessSettings, Target};
 use crate::error::{Error, Result};
+use crate::fence::Fence;
 use crate::header::is_database_start;
 use crate::journal::{Journals, SharedFile};
 use crate::layout::{self, block_key, journal_name, DbId};
@@ -126,6 +127,17 @@ impl S3Vfs {
             .with_concurrency(cfg.concurrency)
     }
 
+    /// A file of database `db` that writes only while `db`'s fence is open (unless
+    /// locking is off: then nothing coordinates writers and nothing is fenced).
+    fn fenced_file(&self, cfg: &Config, db: &DbId, name: &str) -> BlockFile {
+        let store = (self.stores)(&cfg.target);
+        let store = match cfg.locking {
+            Locking::None => store,
+            _ => store.fenced(self.locks.fence(&db.key())),
+        };
+        BlockFile::new(store, name, cfg.block_size).with_concurrency(cfg.concurrency)
+    }
+
     /// The database a non-main file belongs to: exactly, by the address of its name, when
     /// SQLite derived it from an open database; else by SQLite's naming rule among the
     /// open databases; else (nothing of that name open here) the environment's settings.
@@ -197,6 +209,7 @@ impl S3Vfs {
         let (id, db, cfg) = if kind == OpenKind::Database {
             config::check_db_name(name)?;
             config::check_uri_keys(&req.uri_keys)?;
+            config::check_uri_values(req.uri)?;
             let cfg = Arc::new(Config::resolve(req.uri, &*self.env)?);
             let id = DbId::new(&cfg.target.id(), name);
             (id.clone(), id, cfg)
@@ -204,9 +217,10 @@ impl S3Vfs {
             let (db, cfg) = self.owner(req.name)?;
             (db.sibling(name), db, cfg)
         };
-        let mut file = self.block_file(&cfg, name);
+        let mut file = self.fenced_file(&cfg, &db, name);
         match kind {
             OpenKind::Database => {
+                file = file.with_whole_blocks();
                 CACHE.set_capacity(cfg.cache_size);
                 check_existing(&mut file, &cfg, name, req.flags)?;
             }
@@ -244,6 +258,7 @@ impl S3Vfs {
             id,
             kind,
             readonly: req.flags & crate::codes::open_flag::READONLY != 0,
+            fence: self.locks.fence(&db.key()),
             cfg,
             lock,
             snapshot: Vec::new(),
@@ -254,7 +269,9 @@ impl S3Vfs {
     pub fn delete(&self, name: NameRef) -> Result<()> {
         let (db, cfg) = self.owner(name)?;
         let id = db.sibling(name.text);
-        let file = self.block_file(&cfg, name.text);
+        // Deleting journal block 0 is the commit point: it is a write like any other, sent
+        // only while the lease's fence is open.
+        let file = self.fenced_file(&cfg, &db, name.text);
         self.journals.delete(&id.key(), file, log_cleanup_error)
     }
 
@@ -303,6 +320,12 @@ impl S3Vfs {
     /// Forgets the last error (each SQL function call starts clean).
     pub fn clear_last_error(&self) {
         *locked(&self.last_error) = None;
+    }
+
+    /// How many per-database entries the VFS keeps (open databases, lock entries,
+    /// journals): zero once every database is closed and its journal settled.
+    pub fn tracked(&self) -> usize {
+        locked(&self.open).len() + self.locks.len() + self.journals.tracked()
     }
 
     fn closed_database(&self, handle: u64) {
@@ -391,6 +414,8 @@ pub struct S3File {
     cfg: Arc<Config>,
     /// SQLite's lock on a database (other files are covered by their database's lock).
     lock: Option<Lock>,
+    /// The database's write fence (shared with its lease and its journal's store).
+    fence: Arc<Fence>,
     /// The database header this connection's read transaction started from.
     snapshot: Vec<u8>,
 }
@@ -415,13 +440,16 @@ impl S3File {
         &self.id
     }
 
-    fn new_lease(cfg: &Config, vfs: &S3Vfs, name: &str) -> Lease {
+    /// The lease object of this file's database. Called with the lock entry held, so it
+    /// takes the fence fetched at open rather than asking the lock table again.
+    fn new_lease(cfg: &Config, vfs: &S3Vfs, db: &DbId, fence: &Arc<Fence>) -> Lease {
         Lease::new(
             (vfs.stores)(&cfg.target),
-            name,
+            &db.name,
             cfg.lease_term,
             vfs.probes.clone(),
         )
+        .with_fence(fence.clone())
     }
 
     /// Flushes buffered writes; a database flushes its journal first.
@@ -507,14 +535,15 @@ impl S3File {
     /// Taking the first lock starts a read transaction: another writer may have changed
     /// the file since the last one, so the size is forgotten and the cache checked.
     pub fn lock(&mut self, level: LockLevel) -> Result<LockResult> {
-        let (cfg, vfs, name, file, snapshot) = (
+        let (cfg, vfs, id, fence, file, snapshot) = (
             &self.cfg,
             self.vfs,
-            &self.id.name,
+            &self.id,
+            &self.fence,
             &self.file,
             &self.snapshot,
         );
-        let lease = || S3File::new_lease(cfg, vfs, name);
+        let lease = || S3File::new_lease(cfg, vfs, id, fence);
         let still_current = || Ok(locked(file).revalidate()? == *snapshot);
         let Some(lock) = self.lock.as_mut() else {
             return Ok(LockResult::Granted);
@@ -549,23 +578,40 @@ impl S3File {
     /// Flushes before giving the lock up: with `synchronous=OFF` SQLite never calls xSync,
     /// and the next holder must see the writes.
     pub fn unlock(&mut self, level: LockLevel) -> Result<()> {
-        self.flush()?;
+        let flushed = self.flush();
+        if flushed.is_err() && self.kind == OpenKind::Database {
+            // What could not be stored now must not be stored later under another lease:
+            // SQLite treats the failed transaction as unfinished and rolls it back from
+            // the journal (stored first) at its next read.
+            self.file().discard_dirty();
+            self.vfs.journals.discard(&self.journal);
+        }
         if level == LockLevel::None {
             self.file().forget_size();
         }
-        match self.lock.as_mut() {
+        // The journal's cleanup is a writer's work: it ends before the lease is given up,
+        // so it can never delete blocks of the next writer's journal.
+        let writer = self
+            .lock
+            .as_ref()
+            .is_some_and(|l| l.level >= LockLevel::Reserved);
+        if writer && level < LockLevel::Reserved {
+            self.vfs.journals.settle(&self.journal);
+        }
+        let unlocked = match self.lock.as_mut() {
             Some(l) => l.unlock(level),
             None => Ok(()),
-        }
+        };
+        flushed.and(unlocked)
     }
 
     /// True when any connection, in this process or (with a lease) anywhere, may be
     /// writing: then a journal is a live writer's, never a hot one to roll back.
     pub fn check_reserved(&self) -> Result<bool> {
         match &self.lock {
-            Some(lock) => {
-                lock.reserved_anywhere(|| S3File::new_lease(&self.cfg, self.vfs, &self.id.name))
-            }
+            Some(lock) => lock.reserved_anywhere(|| {
+                S3File::new_lease(&self.cfg, self.vfs, &self.id, &self.fence)
+            }),
             None => Ok(false),
         }
     }
@@ -586,6 +632,7 @@ impl S3File {
                 // A process may exit right after closing its database: finish the journal
                 // cleanup now rather than leave blocks behind (harmless, but untidy).
                 self.vfs.journals.settle(&self.journal);
+                self.vfs.journals.forget(&self.journal);
                 self.vfs.closed_database(self.handle);
             }
             _ => {}
@@ -596,5 +643,68 @@ impl S3File {
     /// The locking mode of this file's database.
     pub fn locking(&self) -> Locking {
         self.cfg.locking
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes::open_flag;
+    use crate::object_store::memory::MemoryStore;
+
+    /// A VFS over one in-memory bucket, leaked as the FFI leaks the real one.
+    fn memory_vfs() -> &'static S3Vfs {
+        let store: Arc<MemoryStore> = Arc::new(MemoryStore::default());
+        let env = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("AK".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("SK".to_string()),
+            "S3VFS_BUCKET" => Some("b".to_string()),
+            _ => None,
+        };
+        Box::leak(Box::new(S3Vfs::with_parts(
+            ProcessSettings {
+                trace: false,
+                stderr_errors: false,
+            },
+            Box::new(env),
+            Box::new(move |_| store.fenced_view()),
+        )))
+    }
+
+    fn open_db(vfs: &'static S3Vfs, name: &str, addr: usize) -> S3File {
+        vfs.open(OpenRequest {
+            name: NameRef { text: name, addr },
+            flags: open_flag::MAIN_DB | open_flag::CREATE,
+            uri: &|_| None,
+            uri_keys: Vec::new(),
+            companions: [addr + 1, addr + 2],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn nothing_is_kept_per_name_once_databases_close() {
+        let vfs = memory_vfs();
+        for i in 0..50 {
+            let mut db = open_db(vfs, &format!("db{i}.sqlite"), 1000 + 10 * i);
+            assert_eq!(db.lock(LockLevel::Shared).unwrap(), LockResult::Granted);
+            db.unlock(LockLevel::None).unwrap();
+            db.close().unwrap();
+        }
+        assert_eq!(vfs.tracked(), 0, "per-name state must be freed");
+    }
+
+    #[test]
+    fn a_journal_belongs_to_the_database_whose_name_address_it_has() {
+        let vfs = memory_vfs();
+        let a = open_db(vfs, "app.db", 10);
+        let (owner, _) = vfs
+            .owner(NameRef {
+                text: "app.db-journal",
+                addr: 11,
+            })
+            .unwrap();
+        assert_eq!(owner, a.id().clone());
+        a.close().unwrap();
     }
 }

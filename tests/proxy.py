@@ -13,7 +13,10 @@ like real S3's latency), count requests by kind, and fail requests on purpose.
 A `fail` callback gets (method, path-with-query, request number) and returns None to
 forward, "reset" to drop the connection, "lose-response" to forward the request and then
 drop the connection before answering (the request took effect, the client cannot know),
-or an HTTP status (e.g. 503) to answer with an S3-style error instead of forwarding.
+an HTTP status (e.g. 503) to answer with an S3-style error instead of forwarding, or
+"flip" to forward and flip one byte of the answer's body, "fake-ok" to answer a PUT 200
+with an all-zero ETag without forwarding it, or ("hold", seconds) to keep the request that long and then forward it only if the client is
+still waiting (a slow link: a request its client gave up on never reaches the server).
 
 A `judge` callback gets (method, path-with-query, request headers) and returns None to go
 on, or (status, S3 error XML) to answer with: it plays a check that moto does not make but
@@ -101,6 +104,12 @@ def start(upstream, delay=0.0, fail=None, judge=None):
                     self.wfile.write(payload)
                 return
             action = proxy.fail(self.command, self.path, n) if proxy.fail else None
+            if isinstance(action, tuple) and action[0] == "hold":
+                time.sleep(action[1])
+                if self.client_gone():
+                    self.close_connection = True
+                    return
+                action = None
             if action == "reset":
                 self.close_connection = True
                 self.connection.close()
@@ -113,7 +122,15 @@ def start(upstream, delay=0.0, fail=None, judge=None):
                 self.end_headers()
                 self.wfile.write(payload)
                 return
+            if action == "fake-ok":
+                self.send_response(200)
+                self.send_header("ETag", '"00000000000000000000000000000000"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             status, headers, data = self.forward(body)
+            if action == "flip" and data:
+                data = bytes([data[0] ^ 0x01]) + data[1:]
             if action == "lose-response":
                 self.close_connection = True
                 self.connection.close()
@@ -130,6 +147,19 @@ def start(upstream, delay=0.0, fail=None, judge=None):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
+
+        def client_gone(self):
+            """True when the client closed its connection (it gave up on the request)."""
+            import select
+            import socket
+
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            try:
+                return self.connection.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                return True
 
         def forward(self, body):
             for attempt in (1, 2):

@@ -8,9 +8,10 @@
 
 use super::{CondPut, Condition, ObjectInfo, ObjectStore};
 use crate::error::{Error, Result};
+use crate::fence::Fence;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A failure to inject into the next matching request.
@@ -33,8 +34,15 @@ struct Injected {
     fault: Fault,
 }
 
-/// A bucket in memory.
+/// A bucket in memory. Clones made by [`ObjectStore::fenced`] share the bucket.
 pub struct MemoryStore {
+    inner: Arc<Bucket>,
+    /// Writes are refused (and never recorded: they would not reach S3) once it closes.
+    fence: Option<Arc<Fence>>,
+}
+
+/// The bucket's state.
+pub struct Bucket {
     objects: Mutex<BTreeMap<String, (Vec<u8>, String)>>,
     faults: Mutex<Vec<Injected>>,
     log: Mutex<Vec<String>>,
@@ -42,21 +50,31 @@ pub struct MemoryStore {
     id: usize,
 }
 
+impl std::ops::Deref for MemoryStore {
+    type Target = Bucket;
+    fn deref(&self) -> &Bucket {
+        &self.inner
+    }
+}
+
 impl Default for MemoryStore {
     fn default() -> Self {
         // Each store is its own bucket, so tests never share cache entries.
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         MemoryStore {
-            objects: Mutex::default(),
-            faults: Mutex::default(),
-            log: Mutex::default(),
-            next_etag: AtomicUsize::new(1),
-            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            inner: Arc::new(Bucket {
+                objects: Mutex::default(),
+                faults: Mutex::default(),
+                log: Mutex::default(),
+                next_etag: AtomicUsize::new(1),
+                id: NEXT.fetch_add(1, Ordering::Relaxed),
+            }),
+            fence: None,
         }
     }
 }
 
-impl MemoryStore {
+impl Bucket {
     /// Injects `fault` into the next request of kind `op` ("GET", "PUT", "PUT_IF",
     /// "DELETE", "DELETE_MANY", "LIST", "HEAD") whose key contains `key_part`.
     pub fn fail_next(&self, op: &'static str, key_part: &str, fault: Fault) {
@@ -156,7 +174,33 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Another handle on the same bucket, as a trait object (a store factory's product).
+    pub fn fenced_view(&self) -> Arc<dyn ObjectStore> {
+        Arc::new(MemoryStore {
+            inner: self.inner.clone(),
+            fence: self.fence.clone(),
+        })
+    }
+
+    /// Refuses a write once the fence is closed, as the S3 client does.
+    fn check_fence(&self, key: &str) -> Result<()> {
+        match &self.fence {
+            Some(f) if f.remaining().is_none() => Err(Error::Lease(format!(
+                "the write lease ran out before {key} could be written (memory store)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl ObjectStore for MemoryStore {
+    fn fenced(&self, fence: Arc<Fence>) -> Arc<dyn ObjectStore> {
+        Arc::new(MemoryStore {
+            inner: self.inner.clone(),
+            fence: Some(fence),
+        })
+    }
     fn id(&self) -> String {
         format!("memory|{}", self.bucket_name())
     }
@@ -184,11 +228,13 @@ impl ObjectStore for MemoryStore {
         Ok(self.peek(key).map(|d| d.len() as u64))
     }
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        self.check_fence(key)?;
         self.request("PUT", key)?;
         self.poke(key, data);
         Ok(())
     }
     fn put_if(&self, key: &str, data: &[u8], condition: Condition) -> Result<CondPut> {
+        self.check_fence(key)?;
         let fault = self.request("PUT_IF", key)?;
         let mut objects = self.objects.lock().unwrap();
         let holds = match (condition, objects.get(key)) {
@@ -208,11 +254,13 @@ impl ObjectStore for MemoryStore {
         })
     }
     fn delete(&self, key: &str) -> Result<()> {
+        self.check_fence(key)?;
         self.request("DELETE", key)?;
         self.remove(key);
         Ok(())
     }
     fn delete_many(&self, keys: &[String]) -> Result<()> {
+        self.check_fence(&keys.join(","))?;
         self.request("DELETE_MANY", &keys.join(","))?;
         let mut objects = self.objects.lock().unwrap();
         for k in keys {
@@ -236,15 +284,18 @@ impl ObjectStore for MemoryStore {
             .collect())
     }
     fn create_multipart(&self, key: &str) -> Result<String> {
+        self.check_fence(key)?;
         self.request("POST", key)?;
         Ok(format!("upload-{key}"))
     }
     fn upload_part(&self, key: &str, _: &str, number: usize, data: &[u8]) -> Result<String> {
+        self.check_fence(key)?;
         self.request("PUT", &format!("{key}#{number}"))?;
         self.poke(&format!("{key}#part{number:05}"), data);
         Ok(format!("part{number}"))
     }
     fn complete_multipart(&self, key: &str, _: &str, etags: &[String]) -> Result<()> {
+        self.check_fence(key)?;
         self.request("POST", key)?;
         let mut whole = Vec::new();
         for n in 1..=etags.len() {
