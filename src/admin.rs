@@ -436,6 +436,7 @@ pub fn break_lease(db: &Location, owner: &str) -> Result<Broken> {
         expires_ms: lease::now_ms(),
         released: true,
         pending: false,
+        term_ms: current.term_ms,
     };
     let body = serde_json::to_vec(&released).expect("a lease record always serializes");
     match db.store.put_if(&key, &body, Condition::Matches(&etag))? {
@@ -515,6 +516,7 @@ mod tests {
             expires_ms,
             released,
             pending: false,
+            term_ms: 60_000,
         })
         .unwrap()
     }
