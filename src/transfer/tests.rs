@@ -1,6 +1,7 @@
 //! Unit tests of whole-database transfers, against the in-memory store and local files.
 
 use super::*;
+use local::{create_temp_beside, O_NOFOLLOW};
 
 fn header(page: u16, pages: u32) -> Vec<u8> {
     let mut h = vec![0u8; 100];
