@@ -4,11 +4,12 @@
 //! Layers, each in its own file, data flowing one way (a module uses only those before it):
 //!
 //! 1. `codes` (SQLite's vocabulary), `error` (the one error type and its SQLite code),
-//!    `logging` (where log lines go), `stats`, `parallel`
+//!    `logging` (where log lines go), `fence` (write deadlines), `stats`, `cache` (the
+//!    process-wide block cache), `parallel`
 //! 2. `config` (URI + environment + AWS files → where a database lives and its settings)
 //! 3. `s3` (signed HTTP requests to one bucket)
 //! 4. `object_store` (the storage seam: S3, or memory in unit tests)
-//! 5. `layout` (every key of a database), `header` (the SQLite header), `cache`
+//! 5. `layout` (every key of a database), `header` (the SQLite header)
 //! 6. `store` (files as blocks), `lease` (the writer lease), `readers` (reader marks)
 //! 7. `lock` (SQLite's locks over the lease), `journal` (journal order and cleanup)
 //! 8. `vfs` (the safe VFS object: open files, identity, policy), `transfer`, `admin`
