@@ -172,6 +172,10 @@ def test_list_pagination_over_1000_keys(s3):
     top = s3.list_objects_v2(Bucket="many", Delimiter="/")
     assert [c["Prefix"] for c in top["CommonPrefixes"]] == ["db/", "other/"]
     assert "Contents" not in top or top["Contents"] == []
+    # ListObjects v1 (what boto3's bucket.objects.filter sends; sqlite-s3vfs lists that way).
+    pages = list(s3.get_paginator("list_objects").paginate(Bucket="many", Prefix="db/"))
+    assert [len(p["Contents"]) for p in pages] == [1000, 205]
+    assert [o["Key"] for p in pages for o in p["Contents"]] == keys[:-1]
     s3.delete_objects(Bucket="many", Delete={"Objects": [{"Key": k} for k in keys[:600]], "Quiet": True})
     pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket="many", Prefix="db/"))
     assert sum(p["KeyCount"] for p in pages) == 605

@@ -120,6 +120,85 @@ impl Mem {
     }
 }
 
+struct Page {
+    contents: Vec<Object>,
+    prefixes: Vec<String>,
+    truncated: bool,
+    /// The last key or common prefix returned, when there is more: the next page starts
+    /// strictly after it.
+    next: Option<String>,
+    max_keys: i32,
+}
+
+impl Mem {
+    /// One page of keys in order (at most 1,000, like S3), common prefixes folded in.
+    fn list(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+        delimiter: Option<&str>,
+        after: Option<String>,
+        max_keys: Option<i32>,
+    ) -> S3Result<Page> {
+        let max_keys = max_keys.unwrap_or(1000).clamp(0, 1000);
+        let prefix = prefix.unwrap_or("");
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        let lower = match &after {
+            Some(a) if a.as_str() >= prefix => Bound::Excluded(a.clone()),
+            _ => Bound::Included(prefix.to_owned()),
+        };
+        let buckets = lock(&self.buckets);
+        let b = buckets.get(bucket).ok_or_else(|| s3_error!(NoSuchBucket))?;
+        let mut page = Page {
+            contents: Vec::new(),
+            prefixes: Vec::new(),
+            truncated: false,
+            next: None,
+            max_keys,
+        };
+        let mut last: Option<String> = None;
+        for (key, obj) in b.range((lower, Bound::Unbounded)) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let cp = delimiter.and_then(|d| {
+                key[prefix.len()..]
+                    .find(d)
+                    .map(|i| key[..prefix.len() + i + d.len()].to_owned())
+            });
+            if let Some(cp) = &cp {
+                // Keys under a common prefix already returned (in this page or, through the
+                // token, in the one before) collapse into it.
+                if page.prefixes.last() == Some(cp) || after.as_deref() == Some(cp.as_str()) {
+                    continue;
+                }
+            }
+            if page.contents.len() + page.prefixes.len() == max_keys as usize {
+                page.truncated = true;
+                page.next = last;
+                break;
+            }
+            match cp {
+                Some(cp) => {
+                    last = Some(cp.clone());
+                    page.prefixes.push(cp);
+                }
+                None => {
+                    last = Some(key.clone());
+                    page.contents.push(Object {
+                        key: Some(key.clone()),
+                        size: Some(obj.data.len() as i64),
+                        e_tag: Some(ETag::Strong(obj.etag.clone())),
+                        last_modified: Some(Timestamp::from(obj.modified)),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        Ok(page)
+    }
+}
+
 #[async_trait::async_trait]
 impl S3 for Mem {
     async fn create_bucket(
@@ -283,82 +362,65 @@ impl S3 for Mem {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
-        let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
-        // The continuation token is the last key or common prefix returned: listing resumes
-        // strictly after it.
-        let after = match (&input.continuation_token, &input.start_after) {
-            (Some(t), _) => Some(t.clone()),
-            (None, Some(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let lower = match &after {
-            Some(a) if a.as_str() >= prefix.as_str() => Bound::Excluded(a.clone()),
-            _ => Bound::Included(prefix.clone()),
-        };
-
-        let buckets = lock(&self.buckets);
-        let b = buckets
-            .get(&input.bucket)
-            .ok_or_else(|| s3_error!(NoSuchBucket))?;
-        let mut contents = Vec::new();
-        let mut prefixes: Vec<String> = Vec::new();
-        let mut last: Option<String> = None;
-        let mut truncated = false;
-        for (key, obj) in b.range((lower, Bound::Unbounded)) {
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let entry = match &delimiter {
-                Some(d) => key[prefix.len()..]
-                    .find(d.as_str())
-                    .map(|i| key[..prefix.len() + i + d.len()].to_owned()),
-                None => None,
-            };
-            if let Some(cp) = &entry {
-                // Keys under a common prefix already returned (in this page or, through the
-                // token, in the one before) collapse into it.
-                if prefixes.last() == Some(cp) || after.as_deref() == Some(cp.as_str()) {
-                    continue;
-                }
-            }
-            if contents.len() + prefixes.len() == max_keys {
-                truncated = true;
-                break;
-            }
-            match entry {
-                Some(cp) => {
-                    last = Some(cp.clone());
-                    prefixes.push(cp);
-                }
-                None => {
-                    last = Some(key.clone());
-                    contents.push(Object {
-                        key: Some(key.clone()),
-                        size: Some(obj.data.len() as i64),
-                        e_tag: Some(ETag::Strong(obj.etag.clone())),
-                        last_modified: Some(Timestamp::from(obj.modified)),
-                        ..Default::default()
-                    });
-                }
-            }
-        }
-        drop(buckets);
-        let key_count = (contents.len() + prefixes.len()) as i32;
+        // The continuation token is the last key or common prefix returned.
+        let after = input
+            .continuation_token
+            .clone()
+            .or_else(|| input.start_after.clone());
+        let page = self.list(
+            &input.bucket,
+            input.prefix.as_deref(),
+            input.delimiter.as_deref(),
+            after,
+            input.max_keys,
+        )?;
         let out = ListObjectsV2Output {
             name: Some(input.bucket),
             prefix: input.prefix,
             delimiter: input.delimiter,
-            max_keys: Some(max_keys as i32),
-            key_count: Some(key_count),
+            max_keys: Some(page.max_keys),
+            key_count: Some((page.contents.len() + page.prefixes.len()) as i32),
             continuation_token: input.continuation_token,
             start_after: input.start_after,
-            is_truncated: Some(truncated),
-            next_continuation_token: if truncated { last } else { None },
-            contents: Some(contents),
+            is_truncated: Some(page.truncated),
+            next_continuation_token: page.next,
+            contents: Some(page.contents),
             common_prefixes: Some(
-                prefixes
+                page.prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix { prefix: Some(p) })
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        Ok(S3Response::new(out))
+    }
+
+    /// ListObjects (v1): sqlite-s3vfs lists through boto3's `bucket.objects.filter`, which
+    /// sends this one, with markers instead of continuation tokens.
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let input = req.input;
+        let page = self.list(
+            &input.bucket,
+            input.prefix.as_deref(),
+            input.delimiter.as_deref(),
+            input.marker.clone(),
+            input.max_keys,
+        )?;
+        let out = ListObjectsOutput {
+            name: Some(input.bucket),
+            prefix: input.prefix,
+            delimiter: input.delimiter,
+            marker: input.marker,
+            max_keys: Some(page.max_keys),
+            is_truncated: Some(page.truncated),
+            next_marker: page.next,
+            contents: Some(page.contents),
+            common_prefixes: Some(
+                page.prefixes
                     .into_iter()
                     .map(|p| CommonPrefix { prefix: Some(p) })
                     .collect(),
