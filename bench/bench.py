@@ -7,7 +7,7 @@ The endpoint is what makes the figures about the clients: it prints its own ceil
 and the round trips on the critical path = time with at least one request in flight divided
 by the delay). Every workload runs in a fresh worker process, so s3vfs's process-wide cache
 starts cold; the worker does its process setup (loading the extension, or importing boto3 and making
-sqlite-s3vfs's VFS) and opens what the workload says, prints READY, the main process resets
+sqlite-s3vfs's VFS; for writes, opening the database), prints READY, the main process resets
 the endpoint's counters, and the worker runs the measured part.
 
 Workloads (per database size unless noted):
@@ -313,7 +313,12 @@ def summarize(r, nbytes):
         "total_requests": sum(reqs.values()),
         "round_trips": (s["critical_path_round_trips"] or 0) / n if s["critical_path_round_trips"] is not None else None,
         "max_in_flight": s["max_in_flight"],
-        "mb_s": (nbytes or (s["bytes_in"] + s["bytes_out"])) / 1e6 / total if total else 0,
+        # A stopped workload moved only part of the database: count what it moved.
+        "mb_s": ((s["bytes_in"] + s["bytes_out"]) if r.get("stopped") else (nbytes or (s["bytes_in"] + s["bytes_out"])))
+        / 1e6
+        / total
+        if total
+        else 0,
         "wire_mb": wire / 1e6,
         "cost": cost,
         "stopped": r.get("stopped", False),
@@ -470,6 +475,8 @@ def main():
             o, p = line["s3vfs"], line["sqlite-s3vfs"]
             if o["failed"] or p["failed"]:
                 speed = "-"
+            elif p["stopped"] and o["seconds"] >= p["seconds"]:
+                speed = "? (peer stopped first)"
             elif p["stopped"]:
                 speed = f"> {p['seconds'] / o['seconds']:.1f}×"
             else:
@@ -526,6 +533,8 @@ def main():
     print(report)
     if args.out:
         Path(args.out).write_text(report + "\n")
+        # The figures behind the tables, to re-render or compare runs.
+        Path(args.out).with_suffix(".json").write_text(json.dumps({"ceiling": ceiling_lines, "rows": rows_out}, indent=1))
 
 
 if __name__ == "__main__":
