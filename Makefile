@@ -64,7 +64,7 @@ clean:
 # (bench/s3server: in-memory, thousands of requests/s, 20 ms added inside each request),
 # every workload in a fresh process. Writes bench/RESULTS.md; about 20 minutes.
 # BENCH_ARGS="--quick" for a ~3-minute run; "--delay-ms 5,20,50", "--sizes 5,50,500" for more.
-# The first run builds the endpoint (5-8 min on 2 cores).
+# The first run builds the endpoint (5-8 min on 2 idle cores; 33 min measured on a busy machine).
 bench: build
 	scripts/bench-server.sh start
 	trap 'scripts/bench-server.sh stop' EXIT; \
