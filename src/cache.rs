@@ -29,10 +29,13 @@ pub struct BlockCache {
     inner: Mutex<Inner>,
 }
 
+/// A cached block, its last-use tick and its ETag.
+type Entry = (Arc<Vec<u8>>, u64, Option<Arc<str>>);
+
 struct Inner {
     /// Block, last-use tick, and the stored object's ETag when known (for a conditional
     /// GET that moves no bytes when the block has not changed).
-    map: HashMap<Key, (Arc<Vec<u8>>, u64, Option<Arc<str>>)>,
+    map: HashMap<Key, Entry>,
     /// Last-use tick → key; the smallest tick is evicted first.
     order: BTreeMap<u64, Key>,
     tick: u64,

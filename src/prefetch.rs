@@ -72,7 +72,7 @@ pub struct Prefetcher {
 /// The page number of a read of a whole page, if it is one.
 fn page_of(off: u64, len: usize) -> Option<u32> {
     let len = len as u64;
-    (len.is_power_of_two() && (512..=65536).contains(&len) && off % len == 0)
+    (len.is_power_of_two() && (512..=65536).contains(&len) && off.is_multiple_of(len))
         .then(|| u32::try_from(off / len + 1).ok())
         .flatten()
 }
@@ -366,8 +366,8 @@ mod tests {
         };
         assert_eq!(first, want, "twice the concurrency, after the second child");
         let mut fetched = first.len();
-        for i in 2..300 {
-            fetched += read(&mut p, children[i], &leaf).len();
+        for &c in &children[2..] {
+            fetched += read(&mut p, c, &leaf).len();
         }
         assert_eq!(fetched, 298, "every later child fetched ahead exactly once");
     }
