@@ -9,7 +9,8 @@
 //! 2. `config` (URI + environment + AWS files → where a database lives and its settings)
 //! 3. `s3` (signed HTTP requests to one bucket)
 //! 4. `object_store` (the storage seam: S3, or memory in unit tests)
-//! 5. `layout` (every key of a database), `header` (the SQLite header)
+//! 5. `layout` (every key of a database), `header` (the SQLite header), `prefetch`
+//!    (which blocks to fetch ahead of SQLite's reads)
 //! 6. `store` (files as blocks), `lease` (the writer lease), `readers` (reader marks)
 //! 7. `lock` (SQLite's locks over the lease), `journal` (journal order and cleanup)
 //! 8. `vfs` (the safe VFS object: open files, identity, policy), `transfer`, `admin`
@@ -35,6 +36,7 @@ pub mod lock;
 pub mod logging;
 pub mod object_store;
 pub mod parallel;
+pub mod prefetch;
 pub mod readers;
 pub mod s3;
 pub mod stats;
