@@ -82,6 +82,9 @@ pub struct Config {
     pub locking: Locking,
     /// How long a writer lease lasts without renewal.
     pub lease_term: Duration,
+    /// How long a process keeps the lease after a write transaction, so the next one
+    /// (a stream of autocommit writes) starts without taking it again.
+    pub lease_linger: Duration,
 }
 
 /// Default requests in flight: S3 serves many parallel requests per prefix well.
@@ -112,6 +115,7 @@ pub const URI_PARAMS: &[&str] = &[
     "concurrency",
     "cache_size",
     "locking",
+    "lease_linger_ms",
 ];
 
 /// URI parameters SQLite itself reads; any other one is neither ours nor SQLite's.
@@ -262,6 +266,12 @@ impl Config {
             DEFAULT_LEASE_SECONDS,
             1..=3600,
         )?);
+        let lease_linger = Duration::from_millis(parse_count(
+            Setting::LeaseLinger,
+            pick("lease_linger_ms", &["S3VFS_LEASE_LINGER_MS"]),
+            default_linger_ms(env),
+            0..=60_000,
+        )?);
         Ok(Config {
             target: std::sync::Arc::new(Target {
                 bucket,
@@ -275,6 +285,7 @@ impl Config {
             cache_size,
             locking,
             lease_term,
+            lease_linger,
         })
     }
 
@@ -291,6 +302,21 @@ impl Config {
 /// longest pause between a writer's requests, short enough that a crashed writer's
 /// database is writable again within half a minute.
 pub const DEFAULT_LEASE_SECONDS: u64 = 30;
+
+/// Default linger of the lease after a write transaction: one second keeps a stream of
+/// autocommit writes (a web app, a worker) at three round trips per commit, and is short
+/// enough for another process's busy_timeout. On AWS Lambda the process is frozen as soon
+/// as a handler returns, with no time to give the lease up in the background: there the
+/// lease goes as each write transaction ends.
+pub const DEFAULT_LEASE_LINGER_MS: u64 = 1000;
+
+fn default_linger_ms(env: Lookup) -> u64 {
+    if env("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        0
+    } else {
+        DEFAULT_LEASE_LINGER_MS
+    }
+}
 
 /// Settings of the process rather than of one database, read once from the environment.
 #[derive(Clone, Debug)]

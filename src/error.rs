@@ -200,6 +200,7 @@ pub enum Setting {
     CacheSize,
     Locking,
     LeaseSeconds,
+    LeaseLinger,
 }
 
 impl Setting {
@@ -215,6 +216,7 @@ impl Setting {
             Setting::CacheSize => "S3VFS_CACHE_SIZE",
             Setting::Locking => "S3VFS_LOCKING",
             Setting::LeaseSeconds => "S3VFS_LEASE_SECONDS",
+            Setting::LeaseLinger => "S3VFS_LEASE_LINGER_MS",
         }
     }
 
@@ -234,6 +236,7 @@ impl Setting {
             Setting::Concurrency => "concurrency",
             Setting::CacheSize => "cache_size",
             Setting::Locking => "locking",
+            Setting::LeaseLinger => "lease_linger_ms",
             Setting::LeaseSeconds => return None,
         })
     }
@@ -247,7 +250,10 @@ impl Setting {
             Setting::Profile => "--profile",
             Setting::BlockSize => "--block-size",
             Setting::Concurrency => "--concurrency",
-            Setting::CacheSize | Setting::Locking | Setting::LeaseSeconds => return None,
+            Setting::CacheSize
+            | Setting::Locking
+            | Setting::LeaseSeconds
+            | Setting::LeaseLinger => return None,
         })
     }
 }

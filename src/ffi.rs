@@ -573,6 +573,21 @@ pub unsafe fn nameless_database(db: *mut sqlite_loadable::ext::sqlite3) -> Optio
     })
 }
 
+extern "C" {
+    fn atexit(f: extern "C" fn()) -> c_int;
+}
+
+/// At process exit (after `main` returns, or `exit()`): gives up leases kept for their
+/// linger. On a fresh thread, because the exiting thread's thread-locals (used by the
+/// HTTP client) are already gone by the time exit handlers run.
+extern "C" fn at_exit() {
+    let _ = catch_unwind(|| {
+        if let Some(vfs) = vfs() {
+            let _ = std::thread::spawn(|| vfs.end_lingering()).join();
+        }
+    });
+}
+
 /// Registers the `s3` VFS once per process (not as the default), with a fresh
 /// [`S3Vfs`] in its `pAppData`, and routes the lower layers' log lines to `sqlite3_log`.
 pub fn register() -> std::result::Result<(), String> {
@@ -594,6 +609,8 @@ pub fn register() -> std::result::Result<(), String> {
         // SAFETY: `default` is a live VFS.
         let default_size = unsafe { (*default).szOsFile };
         let state: &'static S3Vfs = Box::leak(Box::new(S3Vfs::new()));
+        // SAFETY: atexit only records the function pointer; `at_exit` never unwinds.
+        unsafe { atexit(at_exit) };
         let vfs = Box::leak(Box::new(sqlite3_vfs {
             iVersion: 2,
             szOsFile: (std::mem::size_of::<FileWrapper>() as c_int).max(default_size),

@@ -20,7 +20,8 @@ use crate::fence::Fence;
 use crate::lease::{Acquire, Lease, LeaseRecord};
 use crate::readers::{self, Mark};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use LockLevel::{
     Exclusive as EXCLUSIVE, None as NONE, Pending as PENDING, Reserved as RESERVED,
@@ -42,6 +43,30 @@ pub struct Entry {
     /// How many times this process took the lease after someone else's version
     /// ([`Acquire::Taken`]): another writer may have committed just before each.
     taken: u64,
+    /// The lease is kept after the last write transaction ended, until then (the
+    /// linger): a stream of autocommit writes takes it once, not once per commit.
+    linger_until: Option<Instant>,
+    /// A keeper thread (see [`keep`]) is looking after this entry's lease.
+    keeper: bool,
+    /// Connections of this process using the entry.
+    conns: u32,
+}
+
+impl Entry {
+    fn writing(&self) -> bool {
+        self.reserved || self.pending || self.exclusive
+    }
+
+    /// Gives up a lease kept after its last write (the linger), whatever is left of it.
+    fn end_linger(&mut self) -> Result<()> {
+        if self.linger_until.take().is_none() || self.writing() {
+            return Ok(());
+        }
+        match self.lease.as_mut() {
+            Some(lease) => lease.release(),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A database's lock entry, shared by its connections in this process.
@@ -80,6 +105,94 @@ impl LockTable {
     pub fn prune(&self) {
         locked(&self.entries).retain(|_, e| Arc::strong_count(e) > 1);
     }
+
+    /// Gives up every lease kept only for its linger (the process is exiting: the next
+    /// writer elsewhere must not wait for the lease to expire). Entries another thread
+    /// is using are skipped rather than waited for.
+    pub fn end_lingering(&self) {
+        let entries: Vec<SharedEntry> = locked(&self.entries).values().cloned().collect();
+        for entry in entries {
+            if let Ok(mut e) = entry.try_lock() {
+                if let Err(err) = e.end_linger() {
+                    log_release_failure(&err);
+                }
+            }
+        }
+    }
+}
+
+fn log_release_failure(err: &crate::error::Error) {
+    crate::logging::log(
+        code::IOERR_UNLOCK,
+        &format!("{err} (giving up a lease kept after its last write; it expires by itself)"),
+    );
+}
+
+/// The keeper of a database's lease in this process, a thread that runs while the lease
+/// is held: it renews the lease when a third of its term has passed (so a writer rarely
+/// pays for a renewal on its own critical path) and gives it up once the linger after the
+/// last write has run out. It holds only a weak reference: the entry's last user going
+/// ends it.
+fn keep(entry: Weak<Mutex<Entry>>) {
+    loop {
+        let Some(strong) = entry.upgrade() else {
+            return;
+        };
+        let wait = {
+            let mut guard = locked(&strong);
+            let e = &mut *guard;
+            let writing = e.writing();
+            let Some(lease) = e.lease.as_mut().filter(|l| l.is_held()) else {
+                e.keeper = false;
+                e.linger_until = None;
+                return;
+            };
+            let now = Instant::now();
+            if !writing && e.linger_until.is_none_or(|t| t <= now) {
+                // No write transaction and no linger left: let go.
+                e.linger_until = Some(now);
+                if let Err(err) = e.end_linger() {
+                    log_release_failure(&err);
+                }
+                e.keeper = false;
+                return;
+            }
+            if let Err(err) = lease.ensure_held() {
+                // Lost (the writer's next request fails and says so) or not renewed this
+                // time (a later round or the writer itself tries again).
+                crate::logging::log(
+                    code::IOERR_LOCK,
+                    &format!("{err} (renewing the write lease in the background)"),
+                );
+            }
+            let renew_in = lease.term() / 6;
+            match e.linger_until {
+                Some(t) if !writing => t.saturating_duration_since(now).min(renew_in),
+                _ => renew_in,
+            }
+        };
+        drop(strong);
+        std::thread::sleep(wait.max(Duration::from_millis(1)));
+    }
+}
+
+impl Drop for Lock {
+    /// The last connection of this process to a database gives up a lease kept for its
+    /// linger: a short-lived process must not leave the next writer waiting.
+    fn drop(&mut self) {
+        if self.level > NONE {
+            if let Err(err) = self.unlock(NONE) {
+                log_release_failure(&err);
+            }
+        }
+        let mut e = locked(&self.entry);
+        e.conns = e.conns.saturating_sub(1);
+        if e.conns == 0 {
+            if let Err(err) = e.end_linger() {
+                log_release_failure(&err);
+            }
+        }
+    }
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,6 +207,8 @@ pub struct Lock {
     /// The entry's `taken` count when this connection's view was last known current (its
     /// read transaction began, or the check after a take passed).
     seen: u64,
+    /// How long the lease is kept after this connection's write transaction ends.
+    linger: Duration,
 }
 
 /// The result of asking for a lock.
@@ -110,12 +225,20 @@ pub enum Outcome {
 
 impl Lock {
     pub fn new(entry: SharedEntry, locking: Locking) -> Lock {
+        locked(&entry).conns += 1;
         Lock {
             entry,
             level: NONE,
             locking,
             seen: 0,
+            linger: Duration::ZERO,
         }
+    }
+
+    /// Keeps the lease `linger` after each write transaction (see [`Entry::linger_until`]).
+    pub fn with_linger(mut self, linger: Duration) -> Lock {
+        self.linger = linger;
+        self
     }
 
     /// Raises the lock to `want`, following SQLite's rules. `new_lease` makes the lease
@@ -166,8 +289,16 @@ impl Lock {
             }
             if self.locking != Locking::None {
                 let e = &mut *e;
+                e.linger_until = None;
                 let lease = e.lease.get_or_insert_with(new_lease);
-                let got = lease.acquire()?;
+                // Still held from this process's last write (the linger): nobody else can
+                // have written since, as long as it is still ours.
+                let kept = lease.is_held() && lease.ensure_held().is_ok();
+                let got = if kept {
+                    Acquire::Quick
+                } else {
+                    lease.acquire()?
+                };
                 if let Acquire::Busy(holder) = got {
                     return Ok(Outcome::BusyElsewhere(holder));
                 }
@@ -183,6 +314,11 @@ impl Lock {
                     return Ok(Outcome::Busy);
                 }
                 self.seen = e.taken;
+                if !e.keeper {
+                    e.keeper = true;
+                    let weak = Arc::downgrade(&self.entry);
+                    std::thread::spawn(move || keep(weak));
+                }
             }
             e.reserved = true;
             self.level = RESERVED;
@@ -222,8 +358,13 @@ impl Lock {
         let mut released = Ok(());
         if self.level >= RESERVED && to < RESERVED {
             e.reserved = false;
-            if let Some(lease) = e.lease.as_mut() {
-                released = lease.release();
+            if self.linger.is_zero() {
+                if let Some(lease) = e.lease.as_mut() {
+                    released = lease.release();
+                }
+            } else if e.lease.as_ref().is_some_and(Lease::is_held) {
+                // The keeper gives it up when the linger runs out.
+                e.linger_until = Some(Instant::now() + self.linger);
             }
         }
         if to == NONE && self.level >= SHARED {

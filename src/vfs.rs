@@ -235,8 +235,9 @@ impl S3Vfs {
             }
             _ => {}
         }
-        let lock = (kind == OpenKind::Database)
-            .then(|| Lock::new(self.locks.entry(&id.key()), cfg.locking));
+        let lock = (kind == OpenKind::Database).then(|| {
+            Lock::new(self.locks.entry(&id.key()), cfg.locking).with_linger(cfg.lease_linger)
+        });
         let file: SharedFile = Arc::new(Mutex::new(file));
         if kind == OpenKind::Journal {
             self.journals.opened(&id.key(), &file);
@@ -328,6 +329,12 @@ impl S3Vfs {
     /// journals): zero once every database is closed and its journal settled.
     pub fn tracked(&self) -> usize {
         locked(&self.open).len() + self.locks.len() + self.journals.tracked()
+    }
+
+    /// The process is exiting: leases kept only for their linger are given up now, so
+    /// the next writer elsewhere does not wait for them to expire.
+    pub fn end_lingering(&self) {
+        self.locks.end_lingering();
     }
 
     fn closed_database(&self, handle: u64) {
@@ -544,6 +551,11 @@ impl S3File {
     pub fn write(&mut self, data: &[u8], off: u64) -> Result<()> {
         if self.readonly {
             return Err(Error::ReadOnly("the database was opened read-only".into()));
+        }
+        if self.kind == OpenKind::Database {
+            // A write needs the file's size; a database's comes from its header (no
+            // request when block 0 is cached) rather than from a listing.
+            self.file().database_size()?;
         }
         self.file().write(data, off)?;
         // The size is read in its own statement: a guard held across the flush, which

@@ -6,6 +6,7 @@
 mod cache;
 mod journal_order;
 mod lease;
+mod linger;
 mod lock;
 mod readers;
 mod vfs;
@@ -227,13 +228,16 @@ impl ObjectStore for Hooked {
 // Whole VFS objects over memory buckets.
 
 /// A VFS whose buckets are the given memory stores (the first is the default bucket),
-/// with extra environment variables (`S3VFS_LOCKING`, `S3VFS_LEASE_SECONDS`, ...).
+/// with extra environment variables (`S3VFS_LOCKING`, `S3VFS_LEASE_SECONDS`, ...). The
+/// lease goes as each write transaction ends (no linger) unless `S3VFS_LEASE_LINGER_MS`
+/// says otherwise: each test plays one rule, and `linger.rs` plays the linger's.
 pub fn vfs_over(buckets: &[(&str, &Arc<MemoryStore>)], extra: &[(&str, &str)]) -> &'static S3Vfs {
     let mut env: HashMap<String, String> = [
         ("AWS_ACCESS_KEY_ID", "AK"),
         ("AWS_SECRET_ACCESS_KEY", "SK"),
         ("HOME", "/nonexistent"),
         ("S3VFS_BUCKET", buckets[0].0),
+        ("S3VFS_LEASE_LINGER_MS", "0"),
     ]
     .iter()
     .chain(extra)
