@@ -19,7 +19,8 @@ start() {
     mkdir -p "$state"
     port=${S3_PORT:-$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
     endpoint="http://127.0.0.1:$port"
-    INITIAL_NO_AUTH_ACTION_COUNT=3 nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" \
+    # scripts/moto_server.py: moto_server with atomic conditional writes (see there).
+    INITIAL_NO_AUTH_ACTION_COUNT=3 nohup "$venv/bin/python" scripts/moto_server.py -H 127.0.0.1 -p "$port" \
         >"$state/server.log" 2>&1 </dev/null &
     echo $! >"$state/server.pid"
     for _ in $(seq 1 120); do

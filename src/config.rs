@@ -303,12 +303,12 @@ impl Config {
 /// database is writable again within half a minute.
 pub const DEFAULT_LEASE_SECONDS: u64 = 30;
 
-/// Default linger of the lease after a write transaction: one second keeps a stream of
+/// Default linger of the lease after a write transaction: a quarter second keeps a burst of
 /// autocommit writes (a web app, a worker) at three round trips per commit, and is short
 /// enough for another process's busy_timeout. On AWS Lambda the process is frozen as soon
 /// as a handler returns, with no time to give the lease up in the background: there the
 /// lease goes as each write transaction ends.
-pub const DEFAULT_LEASE_LINGER_MS: u64 = 1000;
+pub const DEFAULT_LEASE_LINGER_MS: u64 = 250;
 
 fn default_linger_ms(env: Lookup) -> u64 {
     if env("AWS_LAMBDA_FUNCTION_NAME").is_some() {

@@ -258,6 +258,9 @@ fn deserialize(ctx: *mut sqlite3_context, args: &[*mut sqlite3_value]) -> Result
             }
         },
     };
+    // This process may still keep the database's lease after its own last write (the
+    // linger): the copy takes the lease itself, so that one is given up first.
+    the_vfs().end_linger(&db.cfg, &db.key);
     let blocks = transfer::deserialize(&source, &db, replace).map_err(failed)?;
     api::result_int64(ctx, blocks as i64);
     Ok(())

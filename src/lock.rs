@@ -106,6 +106,16 @@ impl LockTable {
         locked(&self.entries).retain(|_, e| Arc::strong_count(e) > 1);
     }
 
+    /// Gives up the lease of `db` if it is kept only for its linger.
+    pub fn end_linger(&self, db: &Arc<str>) {
+        let entry = locked(&self.entries).get(db).cloned();
+        if let Some(entry) = entry {
+            if let Err(err) = locked(&entry).end_linger() {
+                log_release_failure(&err);
+            }
+        }
+    }
+
     /// Gives up every lease kept only for its linger (the process is exiting: the next
     /// writer elsewhere must not wait for the lease to expire). Entries another thread
     /// is using are skipped rather than waited for.

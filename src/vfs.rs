@@ -337,6 +337,13 @@ impl S3Vfs {
         self.locks.end_lingering();
     }
 
+    /// Gives up the lease of database `name` (with `cfg`'s target) if this process keeps
+    /// it only for its linger: a copy into that database takes the lease itself.
+    pub fn end_linger(&self, cfg: &Config, name: &str) {
+        self.locks
+            .end_linger(&DbId::new(&cfg.target.id(), name).key());
+    }
+
     fn closed_database(&self, handle: u64) {
         locked(&self.open).retain(|d| d.handle != handle);
         self.locks.prune();

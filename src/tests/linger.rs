@@ -206,3 +206,18 @@ fn a_lingering_writers_next_commit_sends_only_journal_pages_and_the_commit_point
     drop(db);
     assert!(stored(&s, DB).released, "the last close gives it up");
 }
+
+#[test]
+fn a_copy_into_the_database_ends_this_processs_linger_first() {
+    let s = store();
+    let p = Process::new(&s, &probed(&s));
+    let mut c = p.conn(Duration::from_secs(60));
+    p.write(&mut c, true);
+    p.table.end_linger(&Arc::from("other.db"));
+    assert!(
+        !stored(&s, DB).released,
+        "another database's linger is left alone"
+    );
+    p.table.end_linger(&Arc::from(DB));
+    assert!(stored(&s, DB).released);
+}
