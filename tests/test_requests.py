@@ -62,8 +62,10 @@ def test_one_row_commit_while_the_lease_lingers_is_three_round_trips(bucket):
     # DELETE of journal block 0 (the commit point; the rest of the journal goes in the
     # background): three dependent round trips.
     assert (s["get"], s["head"], s["list"]) == (0, 0, 0), s
-    assert s["put"] <= 4 and s["delete"] <= 2, s
-    assert s["requests"] <= 6, s
+    # 3 journal blocks (header and two pages) and 2 database blocks; journal block 0,
+    # then the other journal blocks (in the background).
+    assert s["put"] <= 5 and s["delete"] <= 3, s
+    assert s["requests"] <= 7, s
 
 
 def test_opening_and_querying_costs_the_same_at_1_and_10_megabytes(bucket):
