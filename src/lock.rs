@@ -139,10 +139,11 @@ fn log_release_failure(err: &crate::error::Error) {
 }
 
 /// The keeper of a database's lease in this process, a thread that runs while the lease
-/// is held: it renews the lease when a third of its term has passed (so a writer rarely
-/// pays for a renewal on its own critical path) and gives it up once the linger after the
-/// last write has run out. It holds only a weak reference: the entry's last user going
-/// ends it.
+/// lingers after a write transaction: it renews it when a third of its term has passed and gives
+/// it up once the linger has run out. During a write transaction the writer renews on its
+/// own path, before each batch of writes: a writer whose requests hang or whose process
+/// is frozen must lose the lease to the next writer, not keep it alive from here. It holds
+/// only a weak reference: the entry's last user going ends it.
 fn keep(entry: Weak<Mutex<Entry>>) {
     loop {
         let Some(strong) = entry.upgrade() else {
@@ -167,6 +168,12 @@ fn keep(entry: Weak<Mutex<Entry>>) {
                 e.keeper = false;
                 return;
             }
+            if writing {
+                // The writer's business (see above); its unlock starts a keeper again.
+                e.keeper = false;
+                return;
+            }
+            let renew_in = lease.term() / 6;
             if let Err(err) = lease.ensure_held() {
                 // Lost (the writer's next request fails and says so) or not renewed this
                 // time (a later round or the writer itself tries again).
@@ -175,10 +182,9 @@ fn keep(entry: Weak<Mutex<Entry>>) {
                     &format!("{err} (renewing the write lease in the background)"),
                 );
             }
-            let renew_in = lease.term() / 6;
             match e.linger_until {
-                Some(t) if !writing => t.saturating_duration_since(now).min(renew_in),
-                _ => renew_in,
+                Some(t) => t.saturating_duration_since(now).min(renew_in),
+                None => renew_in,
             }
         };
         drop(strong);
@@ -324,11 +330,6 @@ impl Lock {
                     return Ok(Outcome::Busy);
                 }
                 self.seen = e.taken;
-                if !e.keeper {
-                    e.keeper = true;
-                    let weak = Arc::downgrade(&self.entry);
-                    std::thread::spawn(move || keep(weak));
-                }
             }
             e.reserved = true;
             self.level = RESERVED;
@@ -375,6 +376,11 @@ impl Lock {
             } else if e.lease.as_ref().is_some_and(Lease::is_held) {
                 // The keeper gives it up when the linger runs out.
                 e.linger_until = Some(Instant::now() + self.linger);
+                if !e.keeper {
+                    e.keeper = true;
+                    let weak = Arc::downgrade(&self.entry);
+                    std::thread::spawn(move || keep(weak));
+                }
             }
         }
         if to == NONE && self.level >= SHARED {

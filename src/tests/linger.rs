@@ -221,3 +221,24 @@ fn a_copy_into_the_database_ends_this_processs_linger_first() {
     p.table.end_linger(&Arc::from(DB));
     assert!(stored(&s, DB).released);
 }
+
+#[test]
+fn a_write_transaction_is_not_kept_alive_from_the_background() {
+    let s = store();
+    let mut p = Process::new(&s, &probed(&s));
+    p.term = Duration::from_millis(300);
+    let mut c = p.conn(Duration::from_secs(60));
+    // A lingering lease first, so a keeper has run for this entry.
+    p.write(&mut c, true);
+    c.lock(Shared, p.maker(), || Ok(true)).unwrap();
+    c.lock(Reserved, p.maker(), || Ok(true)).unwrap();
+    s.clear_requests();
+    // The writer hangs (or is frozen) past its term: only its own next write may renew,
+    // and then only if nobody took the lease meanwhile.
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(lease_requests(&s).is_empty(), "{:?}", s.requests());
+    assert!(
+        !stored(&s, DB).live(now_ms()),
+        "expired: another writer may take over"
+    );
+}
