@@ -8,7 +8,10 @@
 //!   needs, in two round trips instead of three or four.
 //! - **Commit point.** Deleting a journal deletes block 0 now and the other blocks on a
 //!   background thread. Without block 0 a journal is never hot, so the commit is done when
-//!   block 0 is gone; anything touching that journal name again waits for the cleanup.
+//!   block 0 is gone. The cleanup ends before the next journal of that name is stored
+//!   (its first flush waits), before the lease is given up, and before a read transaction
+//!   that asks S3 whether the journal exists: a writer keeping its lease between commits
+//!   (the linger) overlaps it with its next transaction instead of waiting for it.
 //! - **Hot-journal check.** The start of a read transaction asks for block 0 of the
 //!   database and whether the journal exists. Both are fetched at once when the lock is
 //!   taken; the answer about the journal is handed to the `xAccess` call that follows.
@@ -39,7 +42,27 @@ pub struct Journals {
     open: Mutex<HashMap<Arc<str>, Weak<Mutex<BlockFile>>>>,
     closed_sizes: Mutex<HashMap<Arc<str>, u64>>,
     cleanups: Mutex<HashMap<Arc<str>, JoinHandle<()>>>,
+    /// Blocks a committed journal left while its writer keeps the lease (see `delete`).
+    deferred: Mutex<HashMap<Arc<str>, Deferred>>,
     exists_hints: Mutex<HashMap<Arc<str>, (bool, Instant)>>,
+}
+
+/// A committed journal's blocks after block 0, not deleted yet.
+struct Deferred {
+    file: BlockFile,
+    known_size: Option<u64>,
+    on_error: fn(&Error),
+}
+
+impl Deferred {
+    /// Deletes the blocks from `first` on, on a background thread.
+    fn delete_from(mut self, first: u64) -> JoinHandle<()> {
+        std::thread::spawn(move || {
+            if let Err(e) = self.file.delete_from(first, self.known_size) {
+                (self.on_error)(&e);
+            }
+        })
+    }
 }
 
 impl Journals {
@@ -81,30 +104,60 @@ impl Journals {
         keep_going: &dyn Fn() -> Result<()>,
     ) -> Result<()> {
         if let Some(j) = self.open_journal(journal) {
-            locked(&j).flush_with(keep_going)?;
+            let mut j = locked(&j);
+            // The previous journal's cleanup must not delete blocks this one stores: a
+            // running one ends first (it started a commit ago at least); deferred blocks
+            // this journal overwrites are left to it, the others go beside its PUTs.
+            self.join_cleanup(journal);
+            let deferred = locked(&self.deferred).remove(journal);
+            if let Some(d) = deferred {
+                let ours = j.known_size().unwrap_or(0).div_ceil(j.block_size());
+                locked(&self.cleanups).insert(journal.clone(), d.delete_from(ours));
+            }
+            j.flush_with(keep_going)?;
         }
         db.flush_with(keep_going)
     }
 
-    /// Waits for a background cleanup of `id`, if one is running.
+    /// Ends the cleanup of `id`: waits for a running one, deletes deferred blocks.
     pub fn settle(&self, id: &Arc<str>) {
+        self.join_cleanup(id);
+        let deferred = locked(&self.deferred).remove(id);
+        if let Some(d) = deferred {
+            let _ = d.delete_from(1).join();
+        }
+    }
+
+    fn join_cleanup(&self, id: &Arc<str>) {
         let pending = locked(&self.cleanups).remove(id);
         if let Some(t) = pending {
             let _ = t.join();
         }
     }
 
-    /// Deletes a file: block 0 now, the rest in the background (see the module comment).
-    pub fn delete(&self, id: &Arc<str>, mut file: BlockFile, on_error: fn(&Error)) -> Result<()> {
+    /// Deletes a file: block 0 now, the rest in the background (see the module comment),
+    /// or, when `defer` (the writer keeps its lease after the commit), when the next
+    /// journal is stored, the lease given up or the database closed.
+    pub fn delete(
+        &self,
+        id: &Arc<str>,
+        mut file: BlockFile,
+        on_error: fn(&Error),
+        defer: bool,
+    ) -> Result<()> {
         self.settle(id);
-        let known = locked(&self.closed_sizes).remove(id);
+        let known_size = locked(&self.closed_sizes).remove(id);
         file.delete_first()?;
-        let cleanup = std::thread::spawn(move || {
-            if let Err(e) = file.delete_rest(known) {
-                on_error(&e);
-            }
-        });
-        locked(&self.cleanups).insert(id.clone(), cleanup);
+        let rest = Deferred {
+            file,
+            known_size,
+            on_error,
+        };
+        if defer {
+            locked(&self.deferred).insert(id.clone(), rest);
+        } else {
+            locked(&self.cleanups).insert(id.clone(), rest.delete_from(1));
+        }
         Ok(())
     }
 
@@ -127,6 +180,7 @@ impl Journals {
         locked(&self.open).len()
             + locked(&self.closed_sizes).len()
             + locked(&self.cleanups).len()
+            + locked(&self.deferred).len()
             + locked(&self.exists_hints).len()
     }
 

@@ -50,7 +50,14 @@ pub struct Entry {
     keeper: bool,
     /// Connections of this process using the entry.
     conns: u32,
+    /// Waits for this process's background cleanup of the database's last journal: done
+    /// before the lease is given up, so that cleanup can never delete blocks of the next
+    /// writer's journal (see `journal.rs`).
+    settle: Option<Settle>,
 }
+
+/// See [`Entry::settle`].
+pub type Settle = Arc<dyn Fn() + Send + Sync>;
 
 impl Entry {
     fn writing(&self) -> bool {
@@ -61,6 +68,14 @@ impl Entry {
     fn end_linger(&mut self) -> Result<()> {
         if self.linger_until.take().is_none() || self.writing() {
             return Ok(());
+        }
+        self.release()
+    }
+
+    /// Gives the lease up, once the last journal's cleanup is done.
+    fn release(&mut self) -> Result<()> {
+        if let Some(settle) = &self.settle {
+            settle();
         }
         match self.lease.as_mut() {
             Some(lease) => lease.release(),
@@ -257,6 +272,12 @@ impl Lock {
         self
     }
 
+    /// Waits with `settle` before giving the lease up (see [`Entry::settle`]).
+    pub fn with_settle(self, settle: Settle) -> Lock {
+        locked(&self.entry).settle.get_or_insert(settle);
+        self
+    }
+
     /// Raises the lock to `want`, following SQLite's rules. `new_lease` makes the lease
     /// object the first time a writer in this process needs it. `still_current` checks,
     /// after a lease was taken from another writer (or when this connection's view is
@@ -370,9 +391,7 @@ impl Lock {
         if self.level >= RESERVED && to < RESERVED {
             e.reserved = false;
             if self.linger.is_zero() {
-                if let Some(lease) = e.lease.as_mut() {
-                    released = lease.release();
-                }
+                released = e.release();
             } else if e.lease.as_ref().is_some_and(Lease::is_held) {
                 // The keeper gives it up when the linger runs out.
                 e.linger_until = Some(Instant::now() + self.linger);

@@ -618,13 +618,20 @@ impl BlockFile {
     /// Deletes the blocks after block 0: those below `known_size` when given, else every
     /// listed one. A batch delete is not atomic; it is safe only once block 0 is gone.
     pub fn delete_rest(&mut self, known_size: Option<u64>) -> Result<()> {
+        self.delete_from(1, known_size)
+    }
+
+    /// Deletes the blocks from index `first` on (at least 1: block 0 goes by
+    /// [`Self::delete_first`]), below `known_size` when given, else every listed one.
+    pub fn delete_from(&mut self, first: u64, known_size: Option<u64>) -> Result<()> {
+        let first = first.max(1);
         let indices: Vec<u64> = match known_size {
-            Some(size) => (1..size.div_ceil(self.block_size)).collect(),
+            Some(size) => (first..size.div_ceil(self.block_size)).collect(),
             None => self
                 .blocks()?
                 .iter()
                 .map(|b| b.index)
-                .filter(|&i| i > 0)
+                .filter(|&i| i >= first)
                 .collect(),
         };
         self.delete_blocks(&indices)?;

@@ -224,19 +224,23 @@ impl S3Vfs {
                 CACHE.set_capacity(cfg.cache_size);
                 check_existing(&mut file, &cfg, name, req.flags)?;
             }
-            OpenKind::Journal => {
+            OpenKind::Journal if req.flags & crate::codes::open_flag::CREATE != 0 => {
                 // SQLite creates a journal only to write a new one (it never creates over
                 // a hot journal: those are rolled back first), so it starts empty and
                 // whatever an older journal left is overwritten, with no listing needed.
-                self.journals.settle(&id.key());
-                if req.flags & crate::codes::open_flag::CREATE != 0 {
-                    file.set_size_hint(0);
-                }
+                // The older journal's cleanup may still run: its first flush waits for it.
+                file.set_size_hint(0);
             }
+            // A journal opened to be read (played back): the last cleanup ends first.
+            OpenKind::Journal => self.journals.settle(&id.key()),
             _ => {}
         }
         let lock = (kind == OpenKind::Database).then(|| {
-            Lock::new(self.locks.entry(&id.key()), cfg.locking).with_linger(cfg.lease_linger)
+            let journal = db.sibling(&journal_name(&db.name)).key();
+            let settle: crate::lock::Settle = Arc::new(move || self.journals.settle(&journal));
+            Lock::new(self.locks.entry(&id.key()), cfg.locking)
+                .with_linger(cfg.lease_linger)
+                .with_settle(settle)
         });
         let file: SharedFile = Arc::new(Mutex::new(file));
         if kind == OpenKind::Journal {
@@ -273,7 +277,11 @@ impl S3Vfs {
         // Deleting journal block 0 is the commit point: it is a write like any other, sent
         // only while the lease's fence is open.
         let file = self.fenced_file(&cfg, &db, name.text);
-        self.journals.delete(&id.key(), file, log_cleanup_error)
+        // A writer that keeps its lease after the commit (the linger) leaves the other
+        // blocks to its next journal (which overwrites most of them) or its release.
+        let defer = cfg.locking != Locking::None && !cfg.lease_linger.is_zero();
+        self.journals
+            .delete(&id.key(), file, log_cleanup_error, defer)
     }
 
     /// Whether a file exists: whether its block 0 does (one HEAD). A journal without
@@ -502,6 +510,10 @@ impl S3File {
             Some(lock) => lock.ensure_writer(),
             None => Ok(()),
         };
+        if self.kind == OpenKind::Journal {
+            // The previous journal's cleanup must not delete blocks this one stores.
+            self.vfs.journals.settle(&self.id.key());
+        }
         let mut file = self.file();
         match self.kind {
             OpenKind::Database if writer => {
@@ -517,7 +529,6 @@ impl S3File {
     /// (a conditional GET) and, at the same time, learns whether the journal's block 0
     /// exists (a HEAD), for the hot-journal check SQLite makes next: one round trip.
     fn begin_read(&mut self) -> Result<()> {
-        self.vfs.journals.settle(&self.journal);
         // While this process holds the writer lease nobody else can have committed (the
         // lease is exclusive, and this process's own commits went through the shared
         // cache), and no journal can be hot (a writer holds RESERVED): no request at all.
@@ -529,6 +540,8 @@ impl S3File {
                 return Ok(());
             }
         }
+        // The last journal's cleanup ends first: the HEAD below must see it gone.
+        self.vfs.journals.settle(&self.journal);
         let jname = journal_name(&self.id.name);
         let jfile = self.vfs.block_file(&self.cfg, &jname);
         let (revalidated, exists) = std::thread::scope(|s| {
@@ -652,13 +665,14 @@ impl S3File {
         if level == LockLevel::None {
             self.file().forget_size();
         }
-        // The journal's cleanup is a writer's work: it ends before the lease is given up,
-        // so it can never delete blocks of the next writer's journal.
+        // The journal's cleanup is a writer's work: it ends before the lease is given up
+        // (the lock waits for it then, see `Lock::with_settle`), so it can never delete
+        // blocks of the next writer's journal. Without a lease, it ends here.
         let writer = self
             .lock
             .as_ref()
             .is_some_and(|l| l.level >= LockLevel::Reserved);
-        if writer && level < LockLevel::Reserved {
+        if writer && level < LockLevel::Reserved && self.cfg.locking == Locking::None {
             self.vfs.journals.settle(&self.journal);
         }
         let unlocked = match self.lock.as_mut() {

@@ -242,3 +242,104 @@ fn a_write_transaction_is_not_kept_alive_from_the_background() {
         "expired: another writer may take over"
     );
 }
+
+/// A VFS whose writer lingers, with a 3-page database and a connection (companions 0).
+fn lingering_vfs(s: &Arc<MemoryStore>) -> (&'static S3Vfs, S3File) {
+    let vfs = vfs_on(s, &[("S3VFS_LEASE_LINGER_MS", "60000")]);
+    create_db(vfs, DB, 3, 1);
+    (vfs, open_db(vfs, DB, None, 0))
+}
+
+/// One commit of page 1 through the VFS, as SQLite runs it.
+fn commit(vfs: &'static S3Vfs, db: &mut S3File, counter: u32, fill: u8) {
+    let j = begin_commit(db, vfs, DB, 0, counter, fill);
+    db.sync().unwrap();
+    j.close().unwrap();
+    delete_journal(vfs, DB, 0).unwrap();
+    db.unlock(LockLevel::None).unwrap();
+}
+
+const J0: &str = "app.db-journal/0000000000";
+const J1: &str = "app.db-journal/0000000001";
+const J2: &str = "app.db-journal/0000000002";
+
+#[test]
+fn a_lingering_writers_journal_blocks_are_left_to_its_next_journal() {
+    let s = store();
+    let (vfs, mut db) = lingering_vfs(&s);
+    commit(vfs, &mut db, 2, 9);
+    assert!(s.peek(J0).is_none(), "the commit point");
+    assert!(
+        s.peek(J1).is_some(),
+        "left for the next journal to overwrite"
+    );
+    s.clear_requests();
+    commit(vfs, &mut db, 3, 8);
+    let mut log = s.requests();
+    log.sort();
+    assert_eq!(
+        log,
+        [
+            format!("DELETE {J0}"),
+            format!("PUT {J0}"),
+            format!("PUT {J1}"),
+            "PUT app.db/0000000000".to_string(),
+            "PUT app.db/0000000001".to_string(),
+        ],
+        "journal, pages, commit point: nothing else, nothing to wait for"
+    );
+    assert_eq!(page(&s, DB, 1).unwrap(), vec![8u8; PAGE]);
+}
+
+#[test]
+fn blocks_past_the_next_journals_end_go_beside_its_puts() {
+    let s = store();
+    let (vfs, mut db) = lingering_vfs(&s);
+    // A journal of three blocks (header and two records)...
+    let j = begin_commit(&mut db, vfs, DB, 0, 2, 9);
+    let mut j = j;
+    j.write(&vec![5u8; PAGE + 8], 512 + PAGE as u64 + 8)
+        .unwrap();
+    db.sync().unwrap();
+    j.close().unwrap();
+    delete_journal(vfs, DB, 0).unwrap();
+    db.unlock(LockLevel::None).unwrap();
+    assert!(s.peek(J2).is_some());
+    // ...then one of two: block 2 goes, block 1 is overwritten.
+    s.clear_requests();
+    commit(vfs, &mut db, 3, 8);
+    // The deletion of block 2 went out with the journal's PUTs, on its own thread.
+    for _ in 0..500 {
+        if s.peek(J2).is_none() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        s.peek(J2).is_none() && s.peek(J1).is_some(),
+        "{:?}",
+        s.requests()
+    );
+    drop(db);
+    let log = s.requests();
+    assert!(s.peek(J1).is_none(), "{log:?}");
+    assert_eq!(
+        log.iter().filter(|r| **r == format!("DELETE {J1}")).count(),
+        1,
+        "block 1 is deleted once, at the close, not before the journal that overwrote it: {log:?}"
+    );
+}
+
+#[test]
+fn the_lease_is_given_up_only_after_the_last_journals_blocks_are_gone() {
+    let s = store();
+    let (vfs, mut db) = lingering_vfs(&s);
+    commit(vfs, &mut db, 2, 9);
+    s.clear_requests();
+    drop(db);
+    let log = s.requests();
+    let deleted = first(&log, |r| r == format!("DELETE {J1}"));
+    let released = first(&log, |r| r == format!("PUT_IF {KEY}"));
+    assert!(deleted < released, "{log:?}");
+    assert!(s.peek(J1).is_none() && stored(&s, DB).released, "{log:?}");
+}
