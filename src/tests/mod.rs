@@ -8,6 +8,7 @@ mod journal_order;
 mod lease;
 mod lock;
 mod readers;
+mod versions;
 mod vfs;
 
 use crate::codes::{open_flag, LockLevel};
