@@ -95,31 +95,34 @@ pub fn plan(db: &str, listed: &VersionListing) -> Plan {
     plan
 }
 
-/// One pass over `db`'s bookkeeping prefixes: lists their versions (one request per
-/// prefix for up to a thousand versions) and deletes what [`plan`] says, superseded
-/// versions first and current markers in a request of their own after them (at most
-/// two DeleteObjects per prefix for up to a thousand versions).
+/// One pass over `db`'s bookkeeping prefixes: lists their versions (a request per prefix
+/// and thousand versions: three between transactions) and deletes what [`plan`] says, in
+/// two rounds of DeleteObjects (a request per thousand versions): first every superseded
+/// version and marker, then, once all of those are gone, the current markers.
 pub fn clean(store: &dyn ObjectStore, db: &str) -> Result<Cleaned> {
-    let mut done = Cleaned::default();
     let journal = layout::blocks_prefix(&journal_name(db));
+    let mut all = Plan::default();
     for prefix in bookkeeping_prefixes(db) {
         let listed = store.list_versions(&prefix, LIST_LIMIT)?;
         if prefix == journal && journal_is_a_database(store, db, &listed)? {
             continue;
         }
         let plan = plan(db, &listed);
-        if !plan.superseded.is_empty() {
-            store.delete_versions(&plan.superseded)?;
-            done.superseded += plan.superseded.len();
-        }
-        // Only now, with every other version of their keys gone, can removing a current
-        // marker make nothing current.
-        if !plan.markers.is_empty() {
-            store.delete_versions(&plan.markers)?;
-            done.markers += plan.markers.len();
-        }
+        all.superseded.extend(plan.superseded);
+        all.markers.extend(plan.markers);
     }
-    Ok(done)
+    if !all.superseded.is_empty() {
+        store.delete_versions(&all.superseded)?;
+    }
+    // Only now, with every other version of their keys gone, can removing a current
+    // marker make nothing current.
+    if !all.markers.is_empty() {
+        store.delete_versions(&all.markers)?;
+    }
+    Ok(Cleaned {
+        superseded: all.superseded.len(),
+        markers: all.markers.len(),
+    })
 }
 
 /// Whether the current block 0 under `<db>-journal/` is a database's first block rather

@@ -102,6 +102,10 @@ fn a_versioned_bucket_keeps_the_lease_and_journal_bounded_and_every_block_versio
         s.requests()
     );
     assert!(s.visible_changes().is_empty(), "{:?}", s.visible_changes());
+    // Each pass: three listings (lease, journal, marks), at most two DeleteObjects.
+    let passes = s.count("LIST_VERSIONS") / 3;
+    assert!(passes >= 2, "{:?}", s.requests());
+    assert!(s.count("DELETE_VERSIONS") <= 2 * passes);
 }
 
 #[test]
