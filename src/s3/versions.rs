@@ -50,11 +50,12 @@ impl S3Client {
     pub fn versioning(&self) -> Result<Versioning> {
         let query = [("versioning", String::new())];
         let r = self.send(Op::Get, "GET", "", &query, &[], &[])?;
-        let text = String::from_utf8_lossy(&r.body);
-        if r.status != 200 || !text.contains("VersioningConfiguration") {
+        if r.status != 200 {
             return Err(self.s3_error("GetBucketVersioning", "", &r));
         }
-        Ok(parse_versioning(&text))
+        // AWS answers `<VersioningConfiguration>`, moto `<GetBucketVersioningResponse>`:
+        // only the status matters, and an answer without one means versioning is off.
+        Ok(parse_versioning(&String::from_utf8_lossy(&r.body)))
     }
 
     /// The versions and delete markers of keys under `prefix` (ListObjectVersions,
@@ -184,6 +185,8 @@ mod tests {
         let suspended =
             "<VersioningConfiguration><Status>Suspended</Status></VersioningConfiguration>";
         assert_eq!(parse_versioning(suspended), Versioning::Suspended);
+        let moto = "<?xml version=\"1.0\"?><GetBucketVersioningResponse xmlns=\"x\"><Status>Enabled</Status></GetBucketVersioningResponse>";
+        assert_eq!(parse_versioning(moto), Versioning::Enabled);
     }
 
     #[test]
