@@ -30,7 +30,7 @@
 //! bookkeeping (`versions.rs`) in the background when it is released, and a lease that
 //! stored any runs one when it is dropped (its database's last connection closed): the
 //! old versions of the lease, journal, marks and probes never pile up, and a bucket without
-//! versioning costs no request for it.
+//! versioning costs nothing beyond that one question.
 
 use crate::codes::code;
 use crate::error::{Error, Result};
