@@ -19,6 +19,7 @@ use crate::object_store::{CondPut, Condition, ObjectInfo, ObjectStore};
 use crate::parallel::par_map;
 use crate::store::BlockFile;
 use crate::transfer::Location;
+use crate::versions::Cleaned;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -289,6 +290,9 @@ pub struct RemovalPlan {
     pub others: usize,
     /// The lease object's key.
     pub lease_key: String,
+    /// In a versioned bucket, the old versions and delete markers of its lease, journal,
+    /// marks and probes deleted after the objects (the versions of its blocks are kept).
+    pub swept: Option<Cleaned>,
 }
 
 impl RemovalPlan {
@@ -369,31 +373,41 @@ pub fn plan_removal(db: &Location) -> Result<RemovalPlan> {
         lease,
         others: others.len(),
         lease_key,
+        swept: None,
     })
 }
 
 /// Deletes the database at `db` and returns what was deleted: refused while another
 /// writer holds its lease; holds the lease itself while deleting (unless locking is
 /// `none`, where the check is all there is); then lists again under the lease and deletes
-/// in the order of [`RemovalPlan::steps`].
+/// in the order of [`RemovalPlan::steps`]. In a versioned bucket (learnt when taking the
+/// lease) the old versions of the database's bookkeeping go too, and every version of its
+/// blocks stays: deleting only adds a delete marker to each block, so the database can
+/// still be restored from its versions.
 pub fn remove(db: &Location) -> Result<RemovalPlan> {
     plan_removal(db)?;
     refuse_if_written(db, "delete")?;
+    let mut lease = None;
     if db.cfg.locking != Locking::None {
-        if let Acquire::Busy(r) = lease_of(db).acquire()? {
+        let mut ours = lease_of(db);
+        if let Acquire::Busy(r) = ours.acquire()? {
             return Err(Error::Refused(format!(
                 "will not delete {}: a writer took its lease just now ({}); nothing was deleted",
                 db.url(),
                 holder(&r)
             )));
         }
+        lease = Some(ours);
     }
-    let plan = plan_removal(db)?;
+    let mut plan = plan_removal(db)?;
     for step in plan.steps() {
         match step.as_slice() {
             [one] => db.store.delete(one)?,
             many => db.store.delete_many(many)?,
         }
+    }
+    if let Some(lease) = lease.as_mut() {
+        plan.swept = lease.sweep_now()?;
     }
     Ok(plan)
 }

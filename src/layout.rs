@@ -127,6 +127,33 @@ pub fn probe_key(db: &str, owner: &str) -> String {
     format!("{}-probe-{owner}", lease_key(db))
 }
 
+/// The owner of `key` if it is one of `db`'s probe objects ([`probe_key`]).
+pub fn probe_of<'k>(db: &str, key: &'k str) -> Option<&'k str> {
+    let owner = key.strip_prefix(&lease_key(db))?.strip_prefix("-probe-")?;
+    (!owner.is_empty() && !owner.contains('/')).then_some(owner)
+}
+
+/// The prefixes under which s3vfs keeps its own objects of `db`, besides the database:
+/// the lease (and its probes, whose keys extend it), the journal's blocks, the reader
+/// marks. Other objects live under them too (a user's file, a nested database): only
+/// keys that [`is_bookkeeping`] accepts are s3vfs's.
+pub fn bookkeeping_prefixes(db: &str) -> [String; 3] {
+    [
+        lease_key(db),
+        blocks_prefix(&journal_name(db)),
+        marks_dir(db),
+    ]
+}
+
+/// Whether `key` is one of the objects s3vfs keeps for `db` besides the database: its
+/// lease, a probe, a block of its journal, a reader mark. Never a block of `db` itself.
+pub fn is_bookkeeping(db: &str, key: &str) -> bool {
+    key == lease_key(db)
+        || probe_of(db, key).is_some()
+        || block_of(&journal_name(db), key).is_some()
+        || mark_of(db, key).is_some()
+}
+
 /// The database a file belongs to by SQLite's naming rules, with the file's kind: for
 /// names that reach the VFS as plain strings (a super-journal, or the child journals a
 /// super-journal lists), where SQLite gives no URI to ask.
@@ -204,6 +231,37 @@ mod tests {
             probe_key("d", "o"),
         ] {
             assert!(!key.starts_with(&blocks_prefix("d")), "{key}");
+        }
+    }
+
+    #[test]
+    fn bookkeeping_is_the_lease_probes_journal_blocks_and_marks_only() {
+        for ours in [
+            lease_key("d"),
+            probe_key("d", "12-ab-0"),
+            block_key(&journal_name("d"), 3),
+            format!("{}1700000000000-12-ab", marks_dir("d")),
+        ] {
+            assert!(is_bookkeeping("d", &ours), "{ours}");
+            let prefixes = bookkeeping_prefixes("d");
+            assert!(
+                prefixes.iter().any(|p| ours.starts_with(p.as_str())),
+                "{ours}"
+            );
+        }
+        for not_ours in [
+            block_key("d", 0),
+            block_key("d", 7),
+            "d.s3vfs-lease-probe-".to_string(),
+            "d.s3vfs-lease-probe-x/0000000000".to_string(),
+            "d.s3vfs-leasex".to_string(),
+            "d-journal/notes.txt".to_string(),
+            "d-journal/nested.db/0000000000".to_string(),
+            "d.s3vfs-readers/cat.jpg".to_string(),
+            lease_key("d2"),
+            block_key(&journal_name("d2"), 0),
+        ] {
+            assert!(!is_bookkeeping("d", &not_ours), "{not_ours}");
         }
     }
 

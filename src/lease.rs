@@ -23,16 +23,26 @@
 //! An expiry further ahead than one term plus the grace cannot have been written by a
 //! genuine holder with a sane clock; such a lease is treated as expired and logged, so junk
 //! or a runaway clock cannot lock a database for ever.
+//!
+//! Versioned buckets: the first take in a bucket also asks whether it keeps versions (in
+//! parallel with the conditional-write probe, one GET per bucket and process). If so, a
+//! lease that stored [`SWEEP_AFTER`] versions starts a cleanup of the database's own
+//! bookkeeping (`versions.rs`) in the background when it is released, and a lease that
+//! stored any runs one when it is dropped (its database's last connection closed): the
+//! old versions of the lease, journal, marks and probes never pile up, and a bucket without
+//! versioning costs nothing beyond that one question.
 
 use crate::codes::code;
 use crate::error::{Error, Result};
 use crate::fence::Fence;
 use crate::layout::{lease_key, probe_key};
-use crate::object_store::{CondPut, Condition, ObjectStore};
+use crate::object_store::{CondPut, Condition, ObjectStore, Versioning};
+use crate::versions::{self, Cleaned};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The object stored at the lease key.
@@ -82,6 +92,10 @@ impl LeaseRecord {
         self.expires_ms > now_ms + (term + grace(term)).as_millis() as u64
     }
 }
+
+/// Lease versions (two per write transaction: take and release) a lease stores in a
+/// versioned bucket before its release starts a cleanup.
+pub const SWEEP_AFTER: u32 = 32;
 
 /// How much earlier than its written expiry a holder stops writing.
 pub fn margin(term: Duration) -> Duration {
@@ -157,6 +171,10 @@ pub struct Lease {
     pending: bool,
     /// The database's write fence, opened while we hold the lease.
     fence: Arc<Fence>,
+    /// Versions of the lease object stored since the last cleanup began.
+    unswept: u32,
+    /// The cleanup running in the background, if any.
+    sweeping: Option<JoinHandle<()>>,
 }
 
 impl Lease {
@@ -181,6 +199,8 @@ impl Lease {
             sent: Instant::now(),
             pending: false,
             fence: Arc::default(),
+            unswept: 0,
+            sweeping: None,
         }
     }
 
@@ -200,7 +220,11 @@ impl Lease {
     fn put_ours(&mut self, released: bool, condition: Condition) -> Result<CondPut> {
         let body = self.record(released);
         self.sent = Instant::now();
-        self.client.put_if(&self.key, &body, condition)
+        let stored = self.client.put_if(&self.key, &body, condition)?;
+        if let CondPut::Stored(_) = stored {
+            self.unswept += 1;
+        }
+        Ok(stored)
     }
 
     /// The lease was found taken by someone else: nothing more may be written.
@@ -397,15 +421,86 @@ impl Lease {
                 self.released_etag = Some(etag);
             }
         }
+        self.sweep_if_due();
         Ok(())
+    }
+
+    /// In a versioned bucket, once [`SWEEP_AFTER`] versions of the lease were stored,
+    /// starts a cleanup in the background (unless one still runs): the commit that just
+    /// ended does not wait for it.
+    fn sweep_if_due(&mut self) {
+        let running = self.sweeping.as_ref().is_some_and(|t| !t.is_finished());
+        if self.unswept < SWEEP_AFTER || running || !self.probes.versioned(self.client.as_ref()) {
+            return;
+        }
+        self.unswept = 0;
+        let (client, db, probes) = (
+            self.client.clone(),
+            self.db_name.clone(),
+            self.probes.clone(),
+        );
+        self.sweeping = Some(std::thread::spawn(move || {
+            if let Err(e) = sweep(client.as_ref(), &db, &probes) {
+                log_sweep_error(&e, &db);
+            }
+        }));
+    }
+
+    /// Waits for a background cleanup, then, if this lease stored versions since the last
+    /// one began and the bucket keeps versions, runs a cleanup now: what it deleted, or
+    /// `None` when there was nothing to do.
+    pub fn sweep_now(&mut self) -> Result<Option<Cleaned>> {
+        if let Some(t) = self.sweeping.take() {
+            let _ = t.join();
+        }
+        if self.unswept == 0 || !self.probes.versioned(self.client.as_ref()) {
+            return Ok(None);
+        }
+        self.unswept = 0;
+        sweep(self.client.as_ref(), &self.db_name, &self.probes).map(Some)
     }
 }
 
-/// Which buckets honour conditional writes, by endpoint and bucket: probed once each,
-/// before the first lease is taken there (locking cannot work otherwise).
+impl Drop for Lease {
+    /// A lease is dropped when its database's last connection in this process closes, and
+    /// a process often exits right after: its last cleanup runs now, not in a thread that
+    /// the exit would cut short.
+    fn drop(&mut self) {
+        if let Err(e) = self.sweep_now() {
+            log_sweep_error(&e, &self.db_name);
+        }
+    }
+}
+
+/// One cleanup pass over `db`'s bookkeeping; a server that refuses it for good (no
+/// permission, no versioning API) is not asked again by this process.
+fn sweep(client: &dyn ObjectStore, db: &str, probes: &ConditionalWrites) -> Result<Cleaned> {
+    versions::clean(client, db).inspect_err(|e| {
+        let refused = matches!(e, Error::S3 { status, code, .. }
+            if matches!(status, 403 | 405 | 501) || code == "AccessDenied" || code == "NotImplemented");
+        if refused {
+            probes.stop_sweeping(client);
+        }
+    })
+}
+
+/// A failed cleanup never fails a commit: it is logged, and the next one tries again.
+fn log_sweep_error(e: &Error, db: &str) {
+    crate::logging::log(
+        code::IOERR_DELETE,
+        &format!(
+            "{e} (while removing old versions of the lease, journal and reader marks of {db} in a versioned bucket; the database is not affected. The next cleanup tries again, unless the server refused it: then allow s3:ListBucketVersions and s3:DeleteObjectVersion, or expire noncurrent versions with a lifecycle rule)"
+        ),
+    );
+}
+
+/// What the first lease take in each bucket (by endpoint and bucket) learns, once per
+/// process: whether the bucket honours conditional writes (locking cannot work otherwise)
+/// and whether it keeps versions (then s3vfs cleans its own old versions there).
 #[derive(Default)]
 pub struct ConditionalWrites {
     known: Mutex<HashMap<String, bool>>,
+    versioned: Mutex<HashMap<String, bool>>,
 }
 
 impl ConditionalWrites {
@@ -413,27 +508,32 @@ impl ConditionalWrites {
     /// conditional PUT on a probe key must be refused).
     pub fn check(&self, client: &dyn ObjectStore, db_name: &str) -> Result<()> {
         let id = client.id();
-        let known = self
-            .known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .copied();
+        let known = locked(&self.known).get(&id).copied();
         let ok = match known {
             Some(ok) => ok,
             None => {
-                let probe = probe_key(db_name, &new_owner());
-                client.put_if(&probe, b"probe", Condition::Absent)?;
-                let second = client.put_if(&probe, b"probe", Condition::Absent)?;
-                client.delete(&probe)?;
-                // Only the second answer tells: the first may read Refused when a retry
-                // followed a lost answer, but a server that honours the condition must
-                // refuse the second.
-                let ok = second == CondPut::Refused;
-                self.known
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, ok);
+                // Asked beside the probe, so the first take waits one round trip less.
+                let (ok, versioning) = std::thread::scope(|s| {
+                    let versioning = s.spawn(|| client.versioning());
+                    (probe(client, db_name), versioning.join())
+                });
+                let ok = ok?;
+                let versioned = match versioning {
+                    Ok(Ok(v)) => v == Versioning::Enabled,
+                    Ok(Err(e)) => {
+                        crate::logging::log(
+                            code::IOERR_DELETE,
+                            &format!(
+                                "{e} (asking whether bucket '{}' keeps versions: s3vfs will not remove old versions of its own lease, journal and reader marks there; if versioning is on, allow s3:GetBucketVersioning, s3:ListBucketVersions and s3:DeleteObjectVersion, or expire noncurrent versions with a lifecycle rule)",
+                                client.bucket()
+                            ),
+                        );
+                        false
+                    }
+                    Err(_) => false,
+                };
+                locked(&self.versioned).insert(id.clone(), versioned);
+                locked(&self.known).insert(id, ok);
                 ok
             }
         };
@@ -448,4 +548,33 @@ impl ConditionalWrites {
             )))
         }
     }
+
+    /// Whether `client`'s bucket keeps versions, as the first take there found (false
+    /// before any take, and after the server refused a cleanup).
+    pub fn versioned(&self, client: &dyn ObjectStore) -> bool {
+        locked(&self.versioned)
+            .get(&client.id())
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// Stops cleaning old versions in `client`'s bucket (the server refused it).
+    fn stop_sweeping(&self, client: &dyn ObjectStore) {
+        locked(&self.versioned).insert(client.id(), false);
+    }
+}
+
+/// Checks that a second `If-None-Match: *` PUT on a fresh probe key is refused.
+fn probe(client: &dyn ObjectStore, db_name: &str) -> Result<bool> {
+    let probe = probe_key(db_name, &new_owner());
+    client.put_if(&probe, b"probe", Condition::Absent)?;
+    let second = client.put_if(&probe, b"probe", Condition::Absent)?;
+    client.delete(&probe)?;
+    // Only the second answer tells: the first may read Refused when a retry followed a
+    // lost answer, but a server that honours the condition must refuse the second.
+    Ok(second == CondPut::Refused)
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

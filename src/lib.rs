@@ -11,7 +11,8 @@
 //! 4. `object_store` (the storage seam: S3, or memory in unit tests)
 //! 5. `layout` (every key of a database), `header` (the SQLite header), `prefetch`
 //!    (which blocks to fetch ahead of SQLite's reads)
-//! 6. `store` (files as blocks), `lease` (the writer lease), `readers` (reader marks)
+//! 6. `store` (files as blocks), `versions` (s3vfs's own old versions in a versioned
+//!    bucket), `lease` (the writer lease), `readers` (reader marks)
 //! 7. `lock` (SQLite's locks over the lease), `journal` (journal order and cleanup)
 //! 8. `vfs` (the safe VFS object: open files, identity, policy), `transfer`, `admin`
 //! 9. `ffi` (the C callbacks: the only `unsafe` beside the entry point), `ext` (entry
@@ -42,6 +43,7 @@ pub mod s3;
 pub mod stats;
 pub mod store;
 pub mod transfer;
+pub mod versions;
 pub mod vfs;
 
 #[cfg(test)]

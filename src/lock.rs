@@ -118,7 +118,17 @@ impl LockTable {
     /// Forgets entries no connection uses any more (a process that opens many databases
     /// in turn must not keep one entry per name for ever).
     pub fn prune(&self) {
-        locked(&self.entries).retain(|_, e| Arc::strong_count(e) > 1);
+        let mut unused = Vec::new();
+        locked(&self.entries).retain(|_, e| {
+            let used = Arc::strong_count(e) > 1;
+            if !used {
+                unused.push(e.clone());
+            }
+            used
+        });
+        // Dropped outside the table's lock: a lease's last cleanup in a versioned bucket
+        // sends requests (`lease.rs`), and no other database waits for them.
+        drop(unused);
     }
 
     /// Gives up the lease of `db` if it is kept only for its linger.

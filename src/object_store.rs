@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::fence::Fence;
 use crate::s3::S3Client;
 pub use crate::s3::{CondPut, Condition, Fetched, ObjectInfo};
+pub use crate::s3::{ObjectVersion, VersionListing, Versioning};
 use std::sync::Arc;
 
 /// The object operations s3vfs needs from a bucket.
@@ -58,6 +59,14 @@ pub trait ObjectStore: Send + Sync {
     fn complete_multipart(&self, key: &str, upload_id: &str, etags: &[String]) -> Result<()>;
     /// Abandons a multipart upload.
     fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
+    /// Whether the bucket keeps versions (asked once per bucket and process, beside the
+    /// conditional-write probe: see `lease.rs`).
+    fn versioning(&self) -> Result<Versioning>;
+    /// The versions and delete markers of keys under `prefix`, in key order and newest
+    /// first within a key, stopping after about `limit` of them.
+    fn list_versions(&self, prefix: &str, limit: usize) -> Result<VersionListing>;
+    /// Deletes these versions and delete markers for good, in the order given.
+    fn delete_versions(&self, versions: &[ObjectVersion]) -> Result<()>;
     /// The same store, sending writes (PUT, POST, DELETE) only while `fence` is open.
     fn fenced(&self, fence: Arc<Fence>) -> Arc<dyn ObjectStore>;
 }
@@ -116,6 +125,15 @@ impl ObjectStore for S3Client {
     }
     fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
         S3Client::abort_multipart(self, key, upload_id)
+    }
+    fn versioning(&self) -> Result<Versioning> {
+        S3Client::versioning(self)
+    }
+    fn list_versions(&self, prefix: &str, limit: usize) -> Result<VersionListing> {
+        S3Client::list_versions(self, prefix, limit)
+    }
+    fn delete_versions(&self, versions: &[ObjectVersion]) -> Result<()> {
+        S3Client::delete_versions(self, versions)
     }
     fn fenced(&self, fence: Arc<Fence>) -> Arc<dyn ObjectStore> {
         Arc::new(self.with_fence(fence))

@@ -756,5 +756,8 @@ fn xml_unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
+mod versions;
+pub use versions::{ObjectVersion, VersionListing, Versioning};
+
 #[cfg(test)]
 mod tests;

@@ -319,3 +319,53 @@ fn a_lease_renewed_during_the_break_is_not_clobbered() {
     );
     assert_eq!(store.peek("app.s3vfs-lease").unwrap(), renewed);
 }
+
+#[test]
+fn removal_in_a_versioned_bucket_keeps_every_block_version_and_no_bookkeeping() {
+    let store = Arc::new(MemoryStore::default());
+    store.enable_versioning();
+    for _ in 0..3 {
+        put_db(&store, "app", 2);
+        store.poke("app-journal/0000000000", &[0xd9; 512]);
+        store.remove("app-journal/0000000000");
+        store.poke("app.s3vfs-lease", &lease_json(1, true));
+    }
+    let blocks_before = store.versions("app/");
+    let done = remove(&at(&store, "app")).unwrap();
+    let swept = done.swept.expect("a versioned bucket is cleaned");
+    assert!(swept.total() >= 6, "{swept:?}");
+    // Each block: its three versions, and the delete marker of `rm` on top.
+    let blocks_after = store.versions("app/");
+    for v in &blocks_before {
+        assert!(
+            blocks_after.iter().any(|a| a.version_id == v.version_id),
+            "{v:?}"
+        );
+    }
+    assert_eq!(blocks_after.len(), blocks_before.len() + 2);
+    assert!(blocks_after
+        .iter()
+        .filter(|v| v.latest)
+        .all(|v| v.delete_marker));
+    // Nothing of the lease, journal or probe: not even a delete marker.
+    for prefix in ["app.s3vfs-lease", "app-journal/", "app.s3vfs-readers/"] {
+        assert!(
+            store.versions(prefix).is_empty(),
+            "{prefix}: {:?}",
+            store.versions(prefix)
+        );
+    }
+    assert!(store.visible_changes().is_empty());
+}
+
+#[test]
+fn removal_in_an_unversioned_bucket_asks_once_and_cleans_nothing() {
+    let store = Arc::new(MemoryStore::default());
+    put_db(&store, "app", 2);
+    assert_eq!(remove(&at(&store, "app")).unwrap().swept, None);
+    assert_eq!(store.count("VERSIONING"), 1);
+    assert_eq!(
+        store.count("LIST_VERSIONS") + store.count("DELETE_VERSIONS"),
+        0
+    );
+}

@@ -5,8 +5,15 @@
 //!
 //! Every request is recorded (`"PUT key"`, `"DELETE key"`, ...), so a test can assert the
 //! order in which a protocol stores and deletes objects.
+//!
+//! A bucket can keep versions ([`Bucket::enable_versioning`]), as S3's do: every write
+//! adds a version, every plain delete a delete marker, and deleting a version by its id
+//! makes the newest remaining one current again. Any change of what a key reads as that
+//! such a delete causes (a resurrected object, a current version gone) is recorded, so
+//! tests can assert that cleaning old versions never changes what anyone sees.
 
 use super::{CondPut, Condition, Fetched, ObjectInfo, ObjectStore};
+use super::{ObjectVersion, VersionListing, Versioning};
 use crate::error::{Error, Result};
 use crate::fence::Fence;
 use std::collections::BTreeMap;
@@ -26,6 +33,8 @@ pub enum Fault {
     AnswerLost,
     /// The request waits this long first (a slow network or a frozen process).
     Delay(Duration),
+    /// The server refuses the request for good (403 AccessDenied: a policy forbids it).
+    Denied,
 }
 
 struct Injected {
@@ -41,9 +50,24 @@ pub struct MemoryStore {
     fence: Option<Arc<Fence>>,
 }
 
+/// Bytes and ETag of a stored object.
+type Object = (Vec<u8>, String);
+
+/// One version of a key: an object, or a delete marker (`None`).
+struct Version {
+    id: String,
+    object: Option<Object>,
+}
+
 /// The bucket's state.
 pub struct Bucket {
-    objects: Mutex<BTreeMap<String, (Vec<u8>, String)>>,
+    /// What each key reads as now.
+    objects: Mutex<BTreeMap<String, Object>>,
+    /// With versioning on: every version and delete marker of each key, oldest first.
+    history: Mutex<Option<BTreeMap<String, Vec<Version>>>>,
+    /// Keys whose current state a delete of a version by id changed.
+    visible_changes: Mutex<Vec<String>>,
+    next_version: AtomicUsize,
     faults: Mutex<Vec<Injected>>,
     log: Mutex<Vec<String>>,
     next_etag: AtomicUsize,
@@ -64,6 +88,9 @@ impl Default for MemoryStore {
         MemoryStore {
             inner: Arc::new(Bucket {
                 objects: Mutex::default(),
+                history: Mutex::default(),
+                visible_changes: Mutex::default(),
+                next_version: AtomicUsize::new(1),
                 faults: Mutex::default(),
                 log: Mutex::default(),
                 next_etag: AtomicUsize::new(1),
@@ -76,7 +103,8 @@ impl Default for MemoryStore {
 
 impl Bucket {
     /// Injects `fault` into the next request of kind `op` ("GET", "PUT", "PUT_IF",
-    /// "DELETE", "DELETE_MANY", "LIST", "HEAD") whose key contains `key_part`.
+    /// "DELETE", "DELETE_MANY", "LIST", "HEAD", "VERSIONING", "LIST_VERSIONS",
+    /// "DELETE_VERSIONS") whose key contains `key_part`.
     pub fn fail_next(&self, op: &'static str, key_part: &str, fault: Fault) {
         self.faults.lock().unwrap().push(Injected {
             op,
@@ -122,15 +150,82 @@ impl Bucket {
     /// Stores an object without a recorded request (another process's write).
     pub fn poke(&self, key: &str, data: &[u8]) {
         let etag = self.new_etag();
-        self.objects
-            .lock()
-            .unwrap()
-            .insert(key.to_string(), (data.to_vec(), etag));
+        self.set(&mut self.objects.lock().unwrap(), key, data, etag);
     }
 
     /// Removes an object without a recorded request.
     pub fn remove(&self, key: &str) {
-        self.objects.lock().unwrap().remove(key);
+        self.unset(&mut self.objects.lock().unwrap(), key);
+    }
+
+    /// Stores `data` as the current version of `key` (and as a new version, when the
+    /// bucket keeps them).
+    fn set(&self, objects: &mut BTreeMap<String, Object>, key: &str, data: &[u8], etag: String) {
+        objects.insert(key.to_string(), (data.to_vec(), etag.clone()));
+        self.add_version(key, Some((data.to_vec(), etag)));
+    }
+
+    /// Deletes `key` (a delete marker, when the bucket keeps versions).
+    fn unset(&self, objects: &mut BTreeMap<String, Object>, key: &str) {
+        objects.remove(key);
+        self.add_version(key, None);
+    }
+
+    fn add_version(&self, key: &str, object: Option<Object>) {
+        if let Some(history) = self.history.lock().unwrap().as_mut() {
+            let id = format!("v{}", self.next_version.fetch_add(1, Ordering::Relaxed));
+            history
+                .entry(key.to_string())
+                .or_default()
+                .push(Version { id, object });
+        }
+    }
+
+    /// Turns versioning on, as `PutBucketVersioning Enabled` does: objects stored before
+    /// become version `null` of their key.
+    pub fn enable_versioning(&self) {
+        let objects = self.objects.lock().unwrap();
+        let mut history = self.history.lock().unwrap();
+        if history.is_none() {
+            let old = objects.iter().map(|(k, o)| {
+                let null = Version {
+                    id: "null".into(),
+                    object: Some(o.clone()),
+                };
+                (k.clone(), vec![null])
+            });
+            *history = Some(old.collect());
+        }
+    }
+
+    /// Every version and delete marker under `prefix`, read without a recorded request,
+    /// in key order and newest first within a key.
+    pub fn versions(&self, prefix: &str) -> Vec<ObjectVersion> {
+        let history = self.history.lock().unwrap();
+        let Some(history) = history.as_ref() else {
+            return Vec::new();
+        };
+        let keys = history.range(prefix.to_string()..);
+        keys.take_while(|(k, _)| k.starts_with(prefix))
+            .flat_map(|(k, versions)| {
+                versions
+                    .iter()
+                    .rev()
+                    .enumerate()
+                    .map(|(i, v)| ObjectVersion {
+                        key: k.clone(),
+                        version_id: v.id.clone(),
+                        latest: i == 0,
+                        delete_marker: v.object.is_none(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Keys whose current state (bytes, or absent) a delete of a version by id changed:
+    /// an object resurrected by removing its delete marker, or a current version removed.
+    pub fn visible_changes(&self) -> Vec<String> {
+        self.visible_changes.lock().unwrap().clone()
     }
 
     fn new_etag(&self) -> String {
@@ -158,6 +253,14 @@ impl Bucket {
                 key: key.to_string(),
                 status: 503,
                 code: "ServiceUnavailable".into(),
+                message: "injected".into(),
+            }),
+            Some(Fault::Denied) => Err(Error::S3 {
+                op,
+                bucket: self.bucket_name(),
+                key: key.to_string(),
+                status: 403,
+                code: "AccessDenied".into(),
                 message: "injected".into(),
             }),
             Some(Fault::Reset) => Err(Error::Transport {
@@ -257,7 +360,7 @@ impl ObjectStore for MemoryStore {
             return Ok(CondPut::Refused);
         }
         let etag = self.new_etag();
-        objects.insert(key.to_string(), (data.to_vec(), etag.clone()));
+        self.set(&mut objects, key, data, etag.clone());
         Ok(match fault {
             // The retry of a landed conditional PUT finds its own object: refused.
             Some(Fault::AnswerLost) => CondPut::Refused,
@@ -275,7 +378,53 @@ impl ObjectStore for MemoryStore {
         self.request("DELETE_MANY", &keys.join(","))?;
         let mut objects = self.objects.lock().unwrap();
         for k in keys {
-            objects.remove(k);
+            self.unset(&mut objects, k);
+        }
+        Ok(())
+    }
+    fn versioning(&self) -> Result<Versioning> {
+        self.request("VERSIONING", "")?;
+        Ok(match self.history.lock().unwrap().is_some() {
+            true => Versioning::Enabled,
+            false => Versioning::Off,
+        })
+    }
+    fn list_versions(&self, prefix: &str, limit: usize) -> Result<VersionListing> {
+        self.request("LIST_VERSIONS", prefix)?;
+        let mut versions = self.versions(prefix);
+        let complete = versions.len() <= limit;
+        versions.truncate(limit);
+        Ok(VersionListing { versions, complete })
+    }
+    fn delete_versions(&self, versions: &[ObjectVersion]) -> Result<()> {
+        let what: Vec<String> = versions
+            .iter()
+            .map(|v| format!("{}@{}", v.key, v.version_id))
+            .collect();
+        self.check_fence(&what.join(","))?;
+        self.request("DELETE_VERSIONS", &what.join(","))?;
+        let mut objects = self.objects.lock().unwrap();
+        let mut history = self.history.lock().unwrap();
+        let Some(history) = history.as_mut() else {
+            return Ok(());
+        };
+        for v in versions {
+            let Some(kept) = history.get_mut(&v.key) else {
+                continue;
+            };
+            kept.retain(|k| k.id != v.version_id);
+            // The newest remaining version is current again (S3's rule).
+            let now = kept.last().and_then(|k| k.object.clone());
+            if kept.is_empty() {
+                history.remove(&v.key);
+            }
+            if objects.get(&v.key) != now.as_ref() {
+                self.visible_changes.lock().unwrap().push(v.key.clone());
+            }
+            match now {
+                Some(object) => objects.insert(v.key.clone(), object),
+                None => objects.remove(&v.key),
+            };
         }
         Ok(())
     }

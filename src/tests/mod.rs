@@ -9,6 +9,7 @@ mod lease;
 mod linger;
 mod lock;
 mod readers;
+mod versions;
 mod vfs;
 
 use crate::codes::{open_flag, LockLevel};
@@ -218,6 +219,19 @@ impl ObjectStore for Hooked {
     }
     fn abort_multipart(&self, key: &str, id: &str) -> Result<()> {
         self.inner.abort_multipart(key, id)
+    }
+    fn versioning(&self) -> Result<crate::object_store::Versioning> {
+        self.inner.versioning()
+    }
+    fn list_versions(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<crate::object_store::VersionListing> {
+        self.inner.list_versions(prefix, limit)
+    }
+    fn delete_versions(&self, versions: &[crate::object_store::ObjectVersion]) -> Result<()> {
+        self.inner.delete_versions(versions)
     }
     /// Only leases use a hooked store, and leases are never fenced: the inner bucket will do.
     fn fenced(&self, fence: Arc<crate::fence::Fence>) -> Arc<dyn ObjectStore> {

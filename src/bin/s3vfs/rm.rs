@@ -43,8 +43,15 @@ pub fn run(s3: &S3Options, url: &str, yes: bool) -> Result<()> {
             count(n, "other object")
         ),
     };
+    let versions = match done.swept {
+        None => String::new(),
+        Some(swept) => format!(
+            "\nthe bucket keeps versions: {} of its lease, journal and reader marks removed; every version of its blocks is kept (the database can be restored from them; a lifecycle rule that expires noncurrent versions frees the space)",
+            count(swept.total(), "old version")
+        ),
+    };
     println!(
-        "deleted {name}: {}; {} in all{kept}",
+        "deleted {name}: {}; {} in all{kept}{versions}",
         what(&done),
         count(done.objects(), "object")
     );
