@@ -232,6 +232,17 @@ impl Drop for Lock {
             if let Err(err) = e.end_linger() {
                 log_release_failure(&err);
             }
+            // The last cleanup of a versioned bucket's bookkeeping runs now, while the
+            // process surely lives (the lease's own drop may come later, or never, if a
+            // keeper thread still holds the entry when the process exits).
+            if let Some(lease) = e.lease.as_mut() {
+                if let Err(err) = lease.sweep_now() {
+                    crate::logging::log(
+                        code::IOERR_DELETE,
+                        &format!("{err} (cleaning up old versions of this database's bookkeeping; the next writer tries again)"),
+                    );
+                }
+            }
         }
     }
 }
