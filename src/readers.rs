@@ -14,16 +14,10 @@
 
 use crate::error::{Error, Result};
 pub use crate::layout::marks_dir;
+use crate::lease::now_ms;
 use crate::object_store::ObjectStore;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use std::time::{Duration, Instant};
 
 /// Splits a mark's key into its expiry and owner. Only keys s3vfs writes parse: 13 digits,
 /// a dash and an owner id without '/' (anything else under the folder is not ours).
