@@ -47,6 +47,9 @@ pub struct LeaseRecord {
     /// The holder waits to write pages (`locking=strict`): new readers must wait.
     #[serde(default)]
     pub pending: bool,
+    /// The holder has the database open in WAL mode: its WAL index is in its memory.
+    #[serde(default)]
+    pub wal: bool,
 }
 
 impl LeaseRecord {
@@ -140,6 +143,8 @@ pub struct Lease {
     sent: Instant,
     /// Our stored version says pending (see `set_pending`).
     pending: bool,
+    /// Our stored version says the database is in WAL mode here (see `set_wal`).
+    wal: bool,
     /// The database's write fence, opened while we hold the lease.
     fence: Arc<Fence>,
 }
@@ -165,6 +170,7 @@ impl Lease {
             renewed: Instant::now(),
             sent: Instant::now(),
             pending: false,
+            wal: false,
             fence: Arc::default(),
         }
     }
@@ -231,6 +237,7 @@ impl Lease {
             expires_ms: now_ms() + self.term.as_millis() as u64,
             released,
             pending: self.pending && !released,
+            wal: self.wal && !released,
         };
         serde_json::to_vec(&r).expect("a lease record always serializes")
     }
@@ -246,6 +253,7 @@ impl Lease {
                 expires_ms: 0,
                 released: true,
                 pending: false,
+                wal: false,
             });
             (record, etag)
         }))
@@ -300,6 +308,7 @@ impl Lease {
                 expires_ms: 0,
                 released: false,
                 pending: false,
+                wal: false,
             }),
         })
     }
@@ -367,6 +376,12 @@ impl Lease {
             .read()?
             .map(|(r, _)| r)
             .filter(|r| r.pending && r.owner != self.owner && r.live(now_ms())))
+    }
+
+    /// Says in our next stored version whether the database is in WAL mode here (so
+    /// another process can say why it waits).
+    pub fn set_wal(&mut self, wal: bool) {
+        self.wal = wal;
     }
 
     /// Gives the lease up (only our own version: `If-Match`).

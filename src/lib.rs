@@ -10,7 +10,8 @@
 //! 4. `object_store` (the storage seam: S3, or memory in unit tests)
 //! 5. `layout` (every key of a database), `header` (the SQLite header), `cache`
 //! 6. `store` (files as blocks), `lease` (the writer lease), `readers` (reader marks)
-//! 7. `lock` (SQLite's locks over the lease), `journal` (journal order and cleanup)
+//! 7. `lock` (SQLite's locks over the lease), `journal` (journal order and cleanup),
+//!    `shm` (the WAL index of databases in WAL mode, in process memory)
 //! 8. `vfs` (the safe VFS object: open files, identity, policy), `transfer`, `admin`
 //! 9. `ffi` (the C callbacks: the only `unsafe` beside the entry point), `ext` (entry
 //!    point and SQL functions)
@@ -36,6 +37,7 @@ pub mod object_store;
 pub mod parallel;
 pub mod readers;
 pub mod s3;
+pub mod shm;
 pub mod stats;
 pub mod store;
 pub mod transfer;

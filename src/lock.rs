@@ -39,6 +39,13 @@ pub struct Entry {
     mark: Option<Mark>,
     /// The database's write fence, opened by the lease while this process holds it.
     fence: Arc<Fence>,
+    /// The process holds the lease because the database is in WAL mode here (from the
+    /// first WAL open to the WAL's deletion or the last connection's close).
+    wal: bool,
+    /// A background thread renews the lease while `wal` is set.
+    renewing: bool,
+    /// Connections (open database handles) of this process using the entry.
+    conns: u32,
 }
 
 /// A database's lock entry, shared by its connections in this process.
@@ -69,6 +76,171 @@ impl LockTable {
     }
 }
 
+/// How holding the lease for WAL mode came out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WalHold {
+    /// The process holds the lease (or locking is off: nothing to hold).
+    Held,
+    /// Another process holds it.
+    Busy(LeaseRecord),
+}
+
+impl LockTable {
+    /// The database `db` is used in WAL mode by this process (its WAL is being opened):
+    /// takes the writer lease, if this process does not hold it yet, and keeps it, renewed
+    /// in the background, until [`LockTable::wal_done`] or the last connection's close.
+    pub fn hold_for_wal(
+        &self,
+        db: &Arc<str>,
+        locking: Locking,
+        new_lease: impl FnOnce() -> Lease,
+    ) -> Result<WalHold> {
+        if locking == Locking::None {
+            return Ok(WalHold::Held);
+        }
+        let entry = self.entry(db);
+        let mut guard = locked(&entry);
+        let e = &mut *guard;
+        let lease = e.lease.get_or_insert_with(new_lease);
+        if !lease.is_held() {
+            lease.set_wal(true);
+            let taken = lease.acquire();
+            if !matches!(taken, Ok(Acquire::Quick | Acquire::Taken)) {
+                lease.set_wal(false);
+            }
+            if let Acquire::Busy(holder) = taken? {
+                return Ok(WalHold::Busy(holder));
+            }
+        }
+        lease.set_wal(true);
+        e.wal = true;
+        if !e.renewing {
+            e.renewing = true;
+            let term = lease.term();
+            let weak = Arc::downgrade(&entry);
+            drop(guard);
+            std::thread::spawn(move || renew_while_wal(weak, term));
+        }
+        Ok(WalHold::Held)
+    }
+
+    /// The WAL of `db` was deleted (checkpointed away at the last close, or the database
+    /// went back to a rollback journal): the lease goes, unless a connection is writing
+    /// in rollback mode right now (it goes when that connection unlocks).
+    pub fn wal_done(&self, db: &Arc<str>) -> Result<()> {
+        let entry = self.entry(db);
+        let mut e = locked(&entry);
+        end_wal(&mut e)
+    }
+
+    /// Whether this process holds `db`'s lease for WAL mode.
+    pub fn is_wal(&self, db: &Arc<str>) -> bool {
+        locked(&self.entry(db)).wal
+    }
+
+    /// Before a WAL write: the lease held for WAL mode must still be ours (renewed if a
+    /// third of its term has passed).
+    pub fn ensure_wal_writer(&self, db: &Arc<str>) -> Result<()> {
+        let entry = self.entry(db);
+        let mut e = locked(&entry);
+        if !e.wal {
+            return Ok(());
+        }
+        match e.lease.as_mut() {
+            Some(lease) => lease.ensure_held(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Leaves WAL mode in `e`: releases the lease unless a connection is a writer.
+fn end_wal(e: &mut Entry) -> Result<()> {
+    if !e.wal {
+        return Ok(());
+    }
+    e.wal = false;
+    let writing = e.reserved || e.pending || e.exclusive;
+    match e.lease.as_mut() {
+        Some(lease) => {
+            lease.set_wal(false);
+            if writing {
+                Ok(())
+            } else {
+                lease.release()
+            }
+        }
+        None => Ok(()),
+    }
+}
+
+/// The renewal thread of a lease held for WAL mode: renews it when a third of its term
+/// has passed, until the process leaves WAL mode, the entry goes or the lease is lost.
+fn renew_while_wal(entry: std::sync::Weak<Mutex<Entry>>, term: std::time::Duration) {
+    let step = (term / 6).max(std::time::Duration::from_millis(20));
+    loop {
+        std::thread::sleep(step);
+        let Some(entry) = entry.upgrade() else { return };
+        let mut guard = locked(&entry);
+        let e = &mut *guard;
+        let wal = e.wal;
+        let Some(lease) = e.lease.as_mut().filter(|_| wal) else {
+            e.renewing = false;
+            return;
+        };
+        if !lease.is_held() {
+            e.renewing = false;
+            return;
+        }
+        if let Err(err) = lease.ensure_held() {
+            let lost = !lease.is_held();
+            crate::logging::log(
+                code::IOERR_LOCK,
+                &format!(
+                    "s3vfs: renewing the write lease of {} (WAL mode) failed: {err}{}",
+                    lease.db_name(),
+                    if lost {
+                        "; the lease is lost: every later write to this database fails"
+                    } else {
+                        "; retrying"
+                    }
+                ),
+            );
+            if lost {
+                e.renewing = false;
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Lock {
+    /// The last connection of the process to close gives up a lease held for WAL mode.
+    fn drop(&mut self) {
+        // A connection closed without unlocking gives its locks (and a rollback writer's
+        // lease) up here.
+        if self.level > NONE {
+            if let Err(err) = self.unlock(NONE) {
+                crate::logging::log(
+                    code::IOERR_UNLOCK,
+                    &format!("{err} (unlocking at close; a lease left behind expires by itself)"),
+                );
+            }
+        }
+        let mut e = locked(&self.entry);
+        e.conns = e.conns.saturating_sub(1);
+        if e.conns == 0 && e.wal {
+            if let Err(err) = end_wal(&mut e) {
+                crate::logging::log(
+                    code::IOERR_UNLOCK,
+                    &format!(
+                        "{err} (releasing the write lease at the last close; it expires by itself)"
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -94,6 +266,7 @@ pub enum Outcome {
 
 impl Lock {
     pub fn new(entry: SharedEntry, locking: Locking) -> Lock {
+        locked(&entry).conns += 1;
         Lock {
             entry,
             level: NONE,
@@ -146,7 +319,9 @@ impl Lock {
             if e.reserved || e.pending || e.exclusive {
                 return Ok(Outcome::Busy);
             }
-            if self.locking != Locking::None {
+            // In WAL mode the process holds the lease already (see `hold_for_wal`).
+            let held_for_wal = e.wal && e.lease.as_ref().is_some_and(Lease::is_held);
+            if self.locking != Locking::None && !held_for_wal {
                 let lease = e.lease.get_or_insert_with(new_lease);
                 match lease.acquire()? {
                     Acquire::Quick => {}
@@ -197,8 +372,10 @@ impl Lock {
         let mut released = Ok(());
         if self.level >= RESERVED && to < RESERVED {
             e.reserved = false;
-            if let Some(lease) = e.lease.as_mut() {
-                released = lease.release();
+            if !e.wal {
+                if let Some(lease) = e.lease.as_mut() {
+                    released = lease.release();
+                }
             }
         }
         if to == NONE && self.level >= SHARED {

@@ -29,13 +29,20 @@ use crate::header::is_database_start;
 use crate::journal::{Journals, SharedFile};
 use crate::layout::{self, block_key, journal_name, DbId};
 use crate::lease::{ConditionalWrites, Lease};
-use crate::lock::{Lock, LockTable, Outcome};
+use crate::lock::{Lock, LockTable, Outcome, WalHold};
 use crate::logging;
 use crate::object_store::ObjectStore;
 use crate::s3::S3Client;
+use crate::shm::{ShmLock, ShmTable};
 use crate::store::{BlockFile, DIRTY_LIMIT};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+/// How long a database header's "not in WAL mode" stays usable for the `xAccess` of its
+/// WAL that SQLite makes right after taking the lock.
+const WAL_HINT_TTL: Duration = Duration::from_secs(2);
 
 /// The environment a VFS resolves settings from (the process's, or a test's).
 pub type Env = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -77,6 +84,14 @@ pub struct S3Vfs {
     locks: LockTable,
     probes: Arc<ConditionalWrites>,
     open: Mutex<Vec<OpenDb>>,
+    /// WAL indexes of databases in WAL mode (`shm.rs`).
+    shm: ShmTable,
+    /// Open WAL files, by identity: every connection of the process shares one, as they
+    /// would share one inode locally, so each sees the frames the others wrote.
+    wals: Mutex<HashMap<Arc<str>, Weak<Mutex<BlockFile>>>>,
+    /// Databases whose header, just read by a starting read transaction, says rollback
+    /// mode: their WAL does not exist (see `exists`).
+    no_wal_hints: Mutex<HashMap<Arc<str>, Instant>>,
     last_error: Mutex<Option<String>>,
     settings: ProcessSettings,
     env: Env,
@@ -105,6 +120,9 @@ impl S3Vfs {
             locks: LockTable::default(),
             probes: Arc::default(),
             open: Mutex::default(),
+            shm: ShmTable::default(),
+            wals: Mutex::default(),
+            no_wal_hints: Mutex::default(),
             last_error: Mutex::default(),
             settings,
             env,
@@ -224,6 +242,11 @@ impl S3Vfs {
                 CACHE.set_capacity(cfg.cache_size);
                 check_existing(&mut file, &cfg, name, req.flags)?;
             }
+            OpenKind::Wal => {
+                // A WAL deleted a moment ago may still be losing its last blocks.
+                self.journals.settle(&id.key());
+                self.hold_for_wal(&cfg, &db)?;
+            }
             OpenKind::Journal => {
                 // SQLite creates a journal only to write a new one (it never creates over
                 // a hot journal: those are rolled back first), so it starts empty and
@@ -237,7 +260,10 @@ impl S3Vfs {
         }
         let lock = (kind == OpenKind::Database)
             .then(|| Lock::new(self.locks.entry(&id.key()), cfg.locking));
-        let file: SharedFile = Arc::new(Mutex::new(file));
+        let file: SharedFile = match kind {
+            OpenKind::Wal => self.shared_wal(&id.key(), file),
+            _ => Arc::new(Mutex::new(file)),
+        };
         if kind == OpenKind::Journal {
             self.journals.opened(&id.key(), &file);
         }
@@ -255,6 +281,7 @@ impl S3Vfs {
             handle,
             file,
             journal: db.sibling(&journal_name(&db.name)).key(),
+            db_key: db.key(),
             id,
             kind,
             readonly: req.flags & crate::codes::open_flag::READONLY != 0,
@@ -272,18 +299,70 @@ impl S3Vfs {
         // Deleting journal block 0 is the commit point: it is a write like any other, sent
         // only while the lease's fence is open.
         let file = self.fenced_file(&cfg, &db, name.text);
-        self.journals.delete(&id.key(), file, log_cleanup_error)
+        self.journals.delete(&id.key(), file, log_cleanup_error)?;
+        if layout::owner_of(name.text).1 == OpenKind::Wal && self.locks.is_wal(&db.key()) {
+            // SQLite deletes a WAL when it was checkpointed completely and no connection
+            // uses it: at the last close, or on the way back to a rollback journal. Every
+            // block goes now, while the lease (which fences these deletes) is still held;
+            // then the lease goes.
+            self.journals.settle(&id.key());
+            self.locks.wal_done(&db.key())?;
+        }
+        Ok(())
+    }
+
+    /// Takes (or keeps) the writer lease for a database going into WAL mode here: its WAL
+    /// index will live in this process's memory, so no other process may use it meanwhile.
+    fn hold_for_wal(&self, cfg: &Arc<Config>, db: &DbId) -> Result<()> {
+        let fence = self.locks.fence(&db.key());
+        let lease = || S3File::new_lease(cfg, self, db, &fence);
+        match self.locks.hold_for_wal(&db.key(), cfg.locking, lease)? {
+            WalHold::Held => Ok(()),
+            WalHold::Busy(holder) => Err(Error::Busy(wal_busy_message(&db.name, &holder))),
+        }
+    }
+
+    /// The process's one WAL file of identity `id`, made from `file` if none is open.
+    fn shared_wal(&self, id: &Arc<str>, file: BlockFile) -> SharedFile {
+        let mut wals = locked(&self.wals);
+        wals.retain(|_, w| w.strong_count() > 0);
+        if let Some(f) = wals.get(id).and_then(Weak::upgrade) {
+            return f;
+        }
+        let f = Arc::new(Mutex::new(file));
+        wals.insert(id.clone(), Arc::downgrade(&f));
+        f
+    }
+
+    /// Whether a WAL is open in this process.
+    fn wal_open(&self, id: &Arc<str>) -> bool {
+        locked(&self.wals)
+            .get(id)
+            .is_some_and(|w| w.strong_count() > 0)
     }
 
     /// Whether a file exists (at least one block, the sqlite-s3vfs rule). The answer for a
     /// journal was usually fetched already, in parallel with block 0, by the read
     /// transaction that asks.
     pub fn exists(&self, name: NameRef) -> Result<bool> {
-        if layout::owner_of(name.text).1 == OpenKind::Wal {
-            return Ok(false); // no xShm*: a WAL can never have been written in this layout
-        }
         let (db, cfg) = self.owner(name)?;
         let id = db.sibling(name.text).key();
+        if layout::owner_of(name.text).1 == OpenKind::Wal {
+            // Open here, or known absent because the database header just read says
+            // rollback mode (SQLite asks at the start of every read transaction in that
+            // mode: no request); otherwise block 0 decides, as deleting a WAL removes it
+            // first.
+            if self.wal_open(&id) {
+                return Ok(true);
+            }
+            let hint = locked(&self.no_wal_hints).remove(&db.key());
+            if hint.is_some_and(|at| at.elapsed() < WAL_HINT_TTL) {
+                return Ok(false);
+            }
+            self.journals.settle(&id);
+            let file = self.block_file(&cfg, name.text);
+            return Ok((self.stores)(&cfg.target).head(&file.key(0))?.is_some());
+        }
         if let Some(v) = self.journals.take_exists_hint(&id) {
             return Ok(v);
         }
@@ -322,7 +401,8 @@ impl S3Vfs {
         *locked(&self.last_error) = None;
     }
 
-    fn closed_database(&self, handle: u64) {
+    fn closed_database(&self, handle: u64, db: &Arc<str>) {
+        self.shm.unmap(db, handle);
         locked(&self.open).retain(|d| d.handle != handle);
         self.locks.prune();
     }
@@ -332,6 +412,19 @@ impl Default for S3Vfs {
     fn default() -> Self {
         S3Vfs::new()
     }
+}
+
+/// Why a database in WAL mode in another process cannot be used here.
+fn wal_busy_message(name: &str, holder: &crate::lease::LeaseRecord) -> String {
+    let why = if holder.wal {
+        "has it open in WAL mode: its WAL index lives in that process's memory, so no other process can read or write it until that process closes it"
+    } else {
+        "is writing it; opening it in WAL mode waits for that writer"
+    };
+    format!(
+        "s3vfs: {name} is busy: another process (host {}, pid {}, lease until {} ms since the epoch) {why}; set a busy_timeout to wait for it",
+        holder.host, holder.pid, holder.expires_ms
+    )
 }
 
 fn log_cleanup_error(e: &Error) {
@@ -403,6 +496,8 @@ pub struct S3File {
     /// This file's identity, and its database's journal's.
     id: DbId,
     journal: Arc<str>,
+    /// The identity of this file's database (its own, for a database).
+    db_key: Arc<str>,
     kind: OpenKind,
     readonly: bool,
     cfg: Arc<Config>,
@@ -452,6 +547,9 @@ impl S3File {
             if self.file().dirty_bytes() > 0 || self.vfs.journals.has_dirty(&self.journal) {
                 lock.ensure_writer()?;
             }
+        }
+        if self.kind == OpenKind::Wal && self.file().dirty_bytes() > 0 {
+            self.vfs.locks.ensure_wal_writer(&self.db_key)?;
         }
         let mut file = self.file();
         match self.kind {
@@ -507,6 +605,11 @@ impl S3File {
 
     /// Shrinks the file.
     pub fn truncate(&mut self, size: u64) -> Result<()> {
+        // A checkpoint "truncates" the database to the size it already has: nothing to
+        // cut, and no listing needed to find out.
+        if self.kind == OpenKind::Database && self.file().known_size().is_some_and(|s| size >= s) {
+            return Ok(());
+        }
         let journal = self.kind == OpenKind::Journal;
         self.file().truncate(size, journal)
     }
@@ -546,6 +649,12 @@ impl S3File {
         match lock.lock(level, lease, still_current)? {
             Outcome::Granted => {}
             Outcome::Busy => return Ok(LockResult::Busy(None)),
+            Outcome::BusyElsewhere(holder) if holder.wal => {
+                return Ok(LockResult::Busy(Some(wal_busy_message(
+                    &self.id.name,
+                    &holder,
+                ))))
+            }
             Outcome::BusyElsewhere(holder) => {
                 return Ok(LockResult::Busy(Some(format!(
                     "s3vfs: {} is being written by another process (host {}, pid {}, lease until {} ms since the epoch); set a busy_timeout to wait for it",
@@ -564,6 +673,11 @@ impl S3File {
             if let Err(e) = self.begin_read() {
                 let _ = self.lock.as_mut().map(|l| l.unlock(LockLevel::None));
                 return Err(e);
+            }
+            // Bytes 18 and 19 of the header are 2 in WAL mode: otherwise the WAL SQLite
+            // asks about next does not exist.
+            if self.snapshot.get(18..20) != Some(&[2, 2][..]) {
+                locked(&self.vfs.no_wal_hints).insert(self.id.key(), Instant::now());
             }
         }
         Ok(LockResult::Granted)
@@ -626,11 +740,37 @@ impl S3File {
                 // A process may exit right after closing its database: finish the journal
                 // cleanup now rather than leave blocks behind (harmless, but untidy).
                 self.vfs.journals.settle(&self.journal);
-                self.vfs.closed_database(self.handle);
+                self.vfs.closed_database(self.handle, &self.id.key());
             }
             _ => {}
         }
         flushed
+    }
+
+    /// `xShmMap`: the address of region `index` of this database's WAL index, made when
+    /// `extend`; `None` when it does not exist and may not be made.
+    pub fn shm_map(&self, index: usize, size: usize, extend: bool) -> Result<Option<*mut u8>> {
+        let node = self.vfs.shm.get(&self.db_key);
+        let mut shm = locked(&node);
+        shm.map(self.handle, index, size, extend)
+            .map_err(|e| Error::Format(format!("s3vfs: {e} (for {})", self.id.name)))
+    }
+
+    /// `xShmLock` on this database's WAL index. Giving a slot up first stores what a
+    /// checkpoint wrote to the database (with `synchronous=OFF` SQLite never syncs it, and
+    /// the other connections of the process read the database from S3).
+    pub fn shm_lock(&self, offset: usize, n: usize, flags: i32) -> Result<ShmLock> {
+        if flags & crate::shm::flag::UNLOCK != 0 && self.file().dirty_bytes() > 0 {
+            self.flush()?;
+        }
+        let node = self.vfs.shm.get(&self.db_key);
+        let mut shm = locked(&node);
+        Ok(shm.lock(self.handle, offset, n, flags))
+    }
+
+    /// `xShmUnmap`: this connection is done with the WAL index; the last one drops it.
+    pub fn shm_unmap(&self) {
+        self.vfs.shm.unmap(&self.db_key, self.handle);
     }
 
     /// The locking mode of this file's database.

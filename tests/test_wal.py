@@ -1,0 +1,308 @@
+"""WAL mode: the WAL index in process memory (xShm*), so every connection of a process
+shares a WAL database in normal locking mode; the writer lease held by the process while it
+has the database open in WAL mode, so another process waits (BUSY, naming the holder); the
+ways in and out (the last close checkpoints and deletes the WAL, journal_mode=delete
+converts back); commit and checkpoint request counts; a killed writer's committed WAL
+frames survive.
+
+Python here is the venv's (Debian's 3.11, SQLite 3.40.1, with extension loading)."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import proxy as proxymod
+import s3util
+import sqlutil
+
+ACCOUNTS = 10
+TOTAL = 1000
+
+OPEN = textwrap.dedent("""
+    import sqlite3, sys, time, json
+    boot = sqlite3.connect(":memory:")
+    boot.enable_load_extension(True)
+    boot.load_extension(sys.argv[1])
+    def last_error(db):
+        return db.execute("select s3vfs_last_error()").fetchone()[0]
+""")
+
+READER = OPEN + textwrap.dedent("""
+    db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=float(sys.argv[3]))
+    t0 = time.time()
+    try:
+        n = db.execute("select count(*) from t").fetchone()[0]
+        print(json.dumps({"ok": n, "mode": db.execute("pragma journal_mode").fetchone()[0],
+                          "waited": time.time() - t0}))
+    except sqlite3.OperationalError as e:
+        print(json.dumps({"error": str(e), "why": last_error(db), "waited": time.time() - t0}))
+""")
+
+
+def wal_db(bucket, prefix, rows=0):
+    conn = sqlutil.connect(prefix, bucket)
+    conn.execute("pragma busy_timeout = 10000")
+    assert conn.execute("pragma journal_mode = wal").fetchone()[0] == "wal"
+    conn.execute("create table t(id integer primary key, v text)")
+    for i in range(rows):
+        conn.execute("insert into t(v) values (?)", (f"row {i}",))
+    return conn
+
+
+def wal_keys(bucket, prefix):
+    return s3util.list_keys(bucket, prefix + "-wal/")
+
+
+def lease(bucket, prefix):
+    body = s3util.boto3_client().get_object(Bucket=bucket, Key=prefix + ".s3vfs-lease")["Body"].read()
+    return json.loads(body)
+
+
+def header_versions(bucket, prefix):
+    block0 = s3util.boto3_client().get_object(Bucket=bucket, Key=prefix + "/0000000000")["Body"].read()
+    return block0[18], block0[19]
+
+
+def run_reader(uri, timeout, env=None):
+    r = subprocess.run(
+        [sys.executable, "-c", READER, s3util.LIB, uri, str(timeout)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_journal_mode_wal_works_in_normal_locking_mode_and_readers_do_not_block_the_writer(bucket):
+    w = wal_db(bucket, "wal/basic.db", rows=3)
+    assert header_versions(bucket, "wal/basic.db") == (2, 2)
+    r = sqlutil.connect("wal/basic.db", bucket)
+    assert r.execute("pragma journal_mode").fetchone()[0] == "wal"
+    r.execute("begin")
+    assert r.execute("select count(*) from t").fetchone()[0] == 3
+    # The reader's snapshot is open; the writer commits at once (busy_timeout 0).
+    w.execute("pragma busy_timeout = 0")
+    w.execute("insert into t(v) values ('while reading')")
+    assert r.execute("select count(*) from t").fetchone()[0] == 3, "snapshot isolation"
+    r.execute("commit")
+    assert r.execute("select count(*) from t").fetchone()[0] == 4
+    # Two writers in one process: the second waits for the first (SQLite's WAL write lock).
+    w.execute("begin immediate")
+    r.execute("pragma busy_timeout = 0")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        r.execute("begin immediate")
+    w.execute("commit")
+    r.execute("begin immediate")
+    r.execute("insert into t(v) values ('second writer')")
+    r.execute("commit")
+    assert w.execute("select count(*) from t").fetchone()[0] == 5
+    assert wal_keys(bucket, "wal/basic.db"), "the WAL is stored as blocks while open"
+    r.close()
+    w.close()
+
+
+def test_a_pool_of_readers_never_sees_a_wrong_sum_while_a_writer_moves_values(bucket):
+    prefix = "wal/pool.db"
+    setup = wal_db(bucket, prefix)
+    setup.execute("create table acct(id integer primary key, v integer)")
+    setup.execute("begin")
+    for i in range(ACCOUNTS):
+        setup.execute("insert into acct values (?, ?)", (i, TOTAL // ACCOUNTS))
+    setup.execute("commit")
+    errors, sums_seen = [], []
+    stop = threading.Event()
+    moves = 40
+
+    def reader():
+        try:
+            db = sqlutil.connect(prefix, bucket)
+            db.execute("pragma busy_timeout = 20000")
+            n = 0
+            while not stop.is_set():
+                db.execute("begin")
+                s = db.execute("select sum(v) from acct").fetchone()[0]
+                rows = db.execute("select v from acct").fetchall()
+                db.execute("commit")
+                if s != TOTAL or sum(v for (v,) in rows) != TOTAL:
+                    errors.append(f"wrong sum {s}")
+                n += 1
+            sums_seen.append(n)
+            db.close()
+        except Exception as e:  # noqa: BLE001 - any failure is the test's failure
+            errors.append(repr(e))
+
+    def writer():
+        try:
+            db = sqlutil.connect(prefix, bucket)
+            db.execute("pragma busy_timeout = 20000")
+            for k in range(moves):
+                a, b = k % ACCOUNTS, (k * 7 + 3) % ACCOUNTS
+                db.execute("begin immediate")
+                db.execute("update acct set v = v - 5 where id = ?", (a,))
+                db.execute("update acct set v = v + 5 where id = ?", (b,))
+                db.execute("commit")
+            db.close()
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=reader) for _ in range(3)] + [threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors[:5]
+    assert len(sums_seen) == 3 and all(n > 0 for n in sums_seen), sums_seen
+    assert setup.execute("select sum(v) from acct").fetchone()[0] == TOTAL
+    assert setup.execute("pragma integrity_check").fetchone()[0] == "ok"
+    setup.close()
+    assert wal_keys(bucket, prefix) == []
+
+
+def test_another_process_gets_busy_naming_the_holder_then_waits_with_busy_timeout(bucket):
+    prefix = "wal/contend.db"
+    conn = wal_db(bucket, prefix, rows=2)
+    uri = s3util.uri(prefix, bucket)
+    held = lease(bucket, prefix)
+    assert held["pid"] == os.getpid() and not held["released"] and held["wal"], held
+    got = run_reader(uri, timeout=0)
+    assert "locked" in got["error"], got
+    assert f"pid {os.getpid()}" in got["why"] and "WAL mode" in got["why"], got["why"]
+    assert "memory" in got["why"], got["why"]
+    # With a busy_timeout the other process waits until this one closes.
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", READER, s3util.LIB, uri, "30"], stdout=subprocess.PIPE, text=True
+    )
+    time.sleep(1.5)
+    conn.close()
+    out, _ = waiter.communicate(timeout=60)
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got.get("ok") == 2 and got["mode"] == "wal", got
+    assert got["waited"] > 1.0, got
+    # The waiter closed too: its WAL is gone and the lease released.
+    assert wal_keys(bucket, prefix) == []
+    assert lease(bucket, prefix)["released"]
+
+
+@pytest.mark.exact_requests
+def test_a_wal_commit_is_one_round_trip_of_puts_and_a_checkpoint_is_counted(bucket):
+    prefix = "wal/count.db"
+    conn = wal_db(bucket, prefix, rows=2)
+    conn.execute("select count(*) from t").fetchone()
+    conn.execute("select s3vfs_stats_reset()")
+    conn.execute("insert into t(v) values ('x')")
+    s = sqlutil.stats(conn)
+    # One frame (24-byte header + 4096-byte page) spans two 4 KiB blocks of the WAL; the
+    # block holding the previous commit's tail is in the cache (no GET). Both PUTs go at
+    # once (one batch: one round trip); the lease is held and renewed in the background.
+    assert (s["put"], s["get"], s["list"], s["delete"], s["head"]) == (2, 0, 0, 0, 0), s
+    assert s["requests"] == 2, s
+    for i in range(5):
+        conn.execute("insert into t(v) values (?)", (f"more {i}",))
+    conn.execute("select s3vfs_stats_reset()")
+    busy, log, ckpt = conn.execute("pragma wal_checkpoint(passive)").fetchone()
+    assert busy == 0 and log == ckpt, (busy, log, ckpt)
+    s = sqlutil.stats(conn)
+    # The two pages the WAL changed (page 1 and the table's leaf) go to the database in
+    # one batch of PUTs (one round trip); the frames are read from the cache, and the
+    # database needs no listing (its size is known).
+    assert (s["put"], s["get"], s["list"], s["delete"], s["head"]) == (2, 0, 0, 0, 0), s
+    conn.close()
+
+
+@pytest.mark.exact_requests
+def test_a_wal_commit_takes_one_round_trip_at_100_ms_per_request(bucket):
+    url, px = proxymod.start(s3util.endpoint(), delay=0.1)
+    try:
+        prefix = "wal/latency.db"
+        conn = sqlite3.connect(s3util.uri(prefix, bucket, endpoint=url), uri=True, isolation_level=None)
+        conn.execute("pragma journal_mode = wal")
+        conn.execute("create table t(v)")
+        conn.execute("insert into t values (1)")
+        times = []
+        for i in range(3):
+            t0 = time.monotonic()
+            conn.execute("insert into t values (?)", (i,))
+            times.append(time.monotonic() - t0)
+        # One round trip is 0.1 s; two would be 0.2 s.
+        assert min(times) < 0.19, times
+        conn.close()
+    finally:
+        px.stop()
+
+
+def test_the_last_close_checkpoints_and_leaves_no_wal_objects(bucket):
+    prefix = "wal/close.db"
+    conn = wal_db(bucket, prefix, rows=50)
+    other = sqlutil.connect(prefix, bucket)
+    assert other.execute("select count(*) from t").fetchone()[0] == 50
+    conn.close()
+    assert wal_keys(bucket, prefix), "another connection still uses the WAL"
+    assert not lease(bucket, prefix)["released"]
+    other.close()
+    assert wal_keys(bucket, prefix) == []
+    assert lease(bucket, prefix)["released"]
+    assert header_versions(bucket, prefix) == (2, 2), "the database stays in WAL mode"
+    # A fresh process reads it (taking the lease for as long as it has it open).
+    got = run_reader(s3util.uri(prefix, bucket), timeout=5)
+    assert got.get("ok") == 50 and got["mode"] == "wal", got
+    assert wal_keys(bucket, prefix) == []
+
+
+def test_journal_mode_delete_converts_back_and_a_fresh_process_opens_in_rollback_mode(bucket):
+    prefix = "wal/back.db"
+    conn = wal_db(bucket, prefix, rows=7)
+    assert conn.execute("pragma journal_mode = delete").fetchone()[0] == "delete"
+    assert wal_keys(bucket, prefix) == []
+    assert header_versions(bucket, prefix) == (1, 1)
+    assert lease(bucket, prefix)["released"], "no WAL, no lease held between transactions"
+    conn.execute("insert into t(v) values ('after')")
+    conn.close()
+    got = run_reader(s3util.uri(prefix, bucket), timeout=5)
+    assert got.get("ok") == 8 and got["mode"] == "delete", got
+    # And the sqlite3 shell sees the same.
+    r = s3util.run_cli(f".open '{s3util.uri(prefix, bucket)}'\npragma journal_mode;\npragma integrity_check;\n")
+    assert r.returncode == 0 and r.stdout.split() == ["delete", "ok"], (r.stdout, r.stderr)
+
+
+KILLED_WRITER = OPEN + textwrap.dedent("""
+    db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
+    db.execute("pragma journal_mode = wal")
+    db.execute("create table t(id integer primary key, v text)")
+    for i in range(int(sys.argv[3])):
+        db.execute("insert into t(v) values (?)", ("row %d" % i,))
+    print("COMMITTED", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_a_writer_killed_after_its_wal_commit_loses_nothing(bucket):
+    prefix = "wal/killed.db"
+    uri = s3util.uri(prefix, bucket)
+    env = dict(os.environ, S3VFS_LEASE_SECONDS="1", S3VFS_LOG="off")
+    w = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, s3util.LIB, uri, "20"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert w.stdout.readline().strip() == "COMMITTED"
+    w.send_signal(signal.SIGKILL)
+    w.wait()
+    assert wal_keys(bucket, prefix), "the commits are in the WAL, not yet checkpointed"
+    check = OPEN + textwrap.dedent("""
+        db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=30)
+        print(json.dumps([db.execute("pragma integrity_check").fetchone()[0],
+                          db.execute("select count(*), max(v) from t").fetchone(),
+                          db.execute("pragma journal_mode").fetchone()[0]]))
+    """)
+    r = subprocess.run([sys.executable, "-c", check, s3util.LIB, uri], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == ["ok", [20, "row 9"], "wal"]
+    assert wal_keys(bucket, prefix) == []
