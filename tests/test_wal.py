@@ -306,3 +306,82 @@ def test_a_writer_killed_after_its_wal_commit_loses_nothing(bucket):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1]) == ["ok", [20, "row 9"], "wal"]
     assert wal_keys(bucket, prefix) == []
+
+
+CUT_WRITER = OPEN + textwrap.dedent("""
+    db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
+    db.execute("update t set v = upper(v)")
+    print("COMMITTED", flush=True)
+    db.close()
+    print("CLOSED", flush=True)
+""")
+
+
+# Crash points are counted requests: retries under injected faults would move them.
+@pytest.mark.exact_requests
+def test_a_wal_writer_killed_after_any_request_leaves_the_state_before_or_after(bucket, monkeypatch):
+    """Every request of a WAL writer's life: taking the lease, finding the WAL, the commit's
+    frame PUTs, the checkpoint at close, the WAL's deletion and the lease's release."""
+    import test_crash
+
+    template = "walcrash/template.db"
+    conn = wal_db(bucket, template)
+    conn.execute("begin")
+    conn.executemany("insert into t(v) values (?)", ((f"row {i} " + "x" * 500,) for i in range(60)))
+    conn.execute("commit")
+    before = test_crash.rows(conn)
+    conn.close()
+    assert wal_keys(bucket, template) == [] and header_versions(bucket, template) == (2, 2)
+    after = [(i, v.upper()) for i, v in before]
+    env = dict(os.environ, S3VFS_LEASE_SECONDS="1", S3VFS_LOG="off")
+    monkeypatch.setenv("S3VFS_LEASE_SECONDS", "1")  # for the checking connections here
+    client = s3util.boto3_client()
+
+    url, px = proxymod.start(s3util.endpoint())
+    try:
+        test_crash.copy_prefix(client, bucket, template, "walcrash/count.db")
+        w = subprocess.Popen([sys.executable, "-c", CUT_WRITER, s3util.LIB,
+                              s3util.uri("walcrash/count.db", bucket, endpoint=url)],
+                             stdout=subprocess.PIPE, text=True, env=env)
+        assert w.communicate(timeout=60)[0].split() == ["COMMITTED", "CLOSED"]
+        total = px.total
+        assert total >= 6, total
+        outcomes = {"before": 0, "after": 0}
+        for k in range(1, total + 1):
+            prefix = f"walcrash/k{k}.db"
+            test_crash.copy_prefix(client, bucket, template, prefix)
+            cut = threading.Event()
+            base = px.total
+
+            def cut_after_k(method, path, n, base=base, k=k, cut=cut):
+                if n - base > k:
+                    cut.set()
+                    return "reset"
+                return None
+
+            px.set(fail=cut_after_k)
+            w = subprocess.Popen([sys.executable, "-c", CUT_WRITER, s3util.LIB,
+                                  s3util.uri(prefix, bucket, endpoint=url)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            while w.poll() is None and not cut.wait(0.01):
+                pass
+            w.send_signal(signal.SIGKILL)
+            w.wait(timeout=30)
+            px.set(fail=None)
+
+            check = sqlutil.connect(prefix, bucket)
+            check.execute("pragma busy_timeout = 20000")  # the dead writer's lease runs out
+            try:
+                integrity = check.execute("pragma integrity_check").fetchone()[0]
+            except Exception as e:
+                integrity = f"{e}: {check.execute('select s3vfs_last_error()').fetchone()[0]}"
+            assert integrity == "ok", (k, integrity)
+            state = test_crash.rows(check)
+            check.close()
+            assert state in (before, after), k
+            assert wal_keys(bucket, prefix) == [], k
+            outcomes["before" if state == before else "after"] += 1
+        print(f"WAL: {total} crash points tried, all intact: {outcomes}")
+        assert outcomes["before"] > 0 and outcomes["after"] > 0
+    finally:
+        px.stop()
