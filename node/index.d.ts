@@ -12,14 +12,20 @@ export interface LoadableDatabase {
   exec(source: string): unknown;
 }
 
-/** The bundled extension's absolute path, `.../s3vfs/lib/libs3vfs.so`. */
+/**
+ * The bundled extension's absolute path for the running platform,
+ * `.../s3vfs/lib/linux-x64/libs3vfs.so` or `.../lib/linux-arm64/libs3vfs.so`.
+ *
+ * @throws Error on another platform, or when the package was packed without this platform's library.
+ */
 export function getLoadablePath(): string;
 
 /**
  * Loads the extension into `db` (a better-sqlite3 Database), registering the `s3` VFS and
  * the `s3vfs_*` SQL functions for every connection in the process. Returns `db`.
  *
- * @throws Error when the library is missing, or when SQLite's URI filenames are off
+ * @throws Error on a platform without a library in the package (see getLoadablePath), or
+ *   when SQLite's URI filenames are off
  *   (SQLITE_USE_URI was not "1" when better-sqlite3's addon loaded).
  * @throws TypeError when `db` is not a better-sqlite3 Database.
  */

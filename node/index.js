@@ -3,7 +3,9 @@
  * The s3vfs SQLite extension, shipped as an npm package for better-sqlite3.
  *
  * s3vfs keeps a SQLite database in S3 and reads and writes it in place. This package carries
- * the compiled extension (lib/libs3vfs.so) and loads it into a better-sqlite3 connection:
+ * the compiled extension for each platform it supports (lib/linux-x64/libs3vfs.so and
+ * lib/linux-arm64/libs3vfs.so, both needing glibc 2.17 or later), and loads the one of the
+ * running platform into a better-sqlite3 connection:
  *
  *     const s3vfs = require('s3vfs');             // first: turns SQLite's URI filenames on
  *     const Database = require('better-sqlite3');
@@ -33,20 +35,52 @@ if (process.env.SQLITE_USE_URI === undefined) {
   process.env.SQLITE_USE_URI = '1';
 }
 
+/** The platforms (`${process.platform}-${process.arch}`) a library can be packed for. */
+const PLATFORMS = ['linux-x64', 'linux-arm64'];
+
 /**
- * The bundled extension's absolute path, with its suffix (`.../s3vfs/lib/libs3vfs.so`).
+ * The bundled extension's absolute path for the running platform, with its suffix
+ * (`.../s3vfs/lib/linux-x64/libs3vfs.so`).
  *
  * better-sqlite3's `loadExtension` takes it as is (SQLite also accepts it without `.so`,
  * the form the sqlite3 shell's `.load` is usually given).
+ *
+ * Throws on a platform the package has no library for, and when this copy of the package
+ * was packed without the running platform's library.
  */
 function getLoadablePath() {
-  return path.join(__dirname, 'lib', 'libs3vfs.so');
+  const platform = `${process.platform}-${process.arch}`;
+  const packed = PLATFORMS.filter((p) => fs.existsSync(libraryOf(p)));
+  if (!PLATFORMS.includes(platform)) {
+    throw new Error(
+      `s3vfs: no library for ${platform}: this package carries the extension for ` +
+        `${packed.join(' and ') || 'no platform'} only (Linux with glibc 2.17 or later). ` +
+        'Elsewhere, build it from source (cargo build --release in the s3vfs repository) ' +
+        'and pass its path to db.loadExtension()'
+    );
+  }
+  const file = libraryOf(platform);
+  if (!fs.existsSync(file)) {
+    throw new Error(
+      `s3vfs: ${file} is missing: this copy of the package was packed without the ${platform} ` +
+        `library (it has ${packed.join(', ') || 'none'}). npm pack runs scripts/copy-lib.js, ` +
+        'which copies dist/lib/<platform>/libs3vfs.so from make wheel, $S3VFS_PREBUILT_LIB_' +
+        `${platform.toUpperCase().replace('-', '_')}, or for the machine packing it ` +
+        '$S3VFS_PREBUILT_LIB or target/release/libs3vfs.so'
+    );
+  }
+  return file;
+}
+
+function libraryOf(platform) {
+  return path.join(__dirname, 'lib', platform, 'libs3vfs.so');
 }
 
 /**
  * Loads the extension into `db`, a better-sqlite3 Database, and returns `db`.
  *
- * Throws when the library is missing from the package, and when `db`'s SQLite has URI
+ * Throws on a platform the package has no library for, when the running platform's library
+ * is missing from the package (see getLoadablePath), and when `db`'s SQLite has URI
  * filenames off (see SQLITE_USE_URI above): `file:...?vfs=s3` would then name a local file.
  * Loading again (into any connection of the same process) does no harm.
  */
@@ -55,13 +89,6 @@ function load(db) {
     throw new TypeError('s3vfs.load(db): db must be a better-sqlite3 Database');
   }
   const file = getLoadablePath();
-  if (!fs.existsSync(file)) {
-    throw new Error(
-      `s3vfs: ${file} is missing: this copy of the package was not packed with its library ` +
-        '(npm pack runs scripts/copy-lib.js, which copies target/release/libs3vfs.so or ' +
-        '$S3VFS_PREBUILT_LIB into lib/)'
-    );
-  }
   if (!urisAreOn(db)) {
     const now = process.env.SQLITE_USE_URI;
     let why =

@@ -5,7 +5,7 @@
 //! feed both without touching the process environment.
 
 use crate::codes::Locking;
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result, Setting};
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -235,13 +235,13 @@ impl Config {
         let credentials = credentials(env, &shared, &profile)?;
         let block_size = parse_block_size(pick("block_size", &["S3VFS_BLOCK_SIZE"]))?;
         let concurrency = parse_count(
-            "concurrency",
+            Setting::Concurrency,
             pick("concurrency", &["S3VFS_CONCURRENCY"]),
             DEFAULT_CONCURRENCY as u64,
             1..=MAX_CONCURRENCY as u64,
         )? as usize;
         let cache_size = parse_count(
-            "cache_size",
+            Setting::CacheSize,
             pick("cache_size", &["S3VFS_CACHE_SIZE"]),
             crate::cache::DEFAULT_CAPACITY as u64,
             0..=u64::from(u32::MAX) * 16,
@@ -257,7 +257,7 @@ impl Config {
             }
         };
         let lease_term = Duration::from_secs(parse_count(
-            "S3VFS_LEASE_SECONDS",
+            Setting::LeaseSeconds,
             env("S3VFS_LEASE_SECONDS"),
             DEFAULT_LEASE_SECONDS,
             1..=3600,
@@ -319,7 +319,7 @@ pub fn process() -> &'static ProcessSettings {
 
 /// Parses a non-negative integer setting within `range`.
 fn parse_count(
-    name: &str,
+    setting: Setting,
     raw: Option<String>,
     default: u64,
     range: std::ops::RangeInclusive<u64>,
@@ -329,20 +329,28 @@ fn parse_count(
     };
     match raw.trim().parse::<u64>() {
         Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(Error::Config(format!(
-            "{name} '{raw}' must be an integer in {}..={} (default {default})",
-            range.start(),
-            range.end()
-        ))),
+        _ => Err(Error::setting(
+            setting,
+            Problem::NotInRange {
+                value: raw,
+                min: *range.start(),
+                max: *range.end(),
+                default,
+            },
+        )),
     }
 }
 
 /// Checks an endpoint URL and returns it without a trailing slash.
 fn parse_endpoint(raw: &str) -> Result<String> {
     let bad = |why: &str| {
-        Error::Config(format!(
-            "invalid endpoint URL '{raw}': {why}; expected e.g. endpoint=http://127.0.0.1:9000 or https://<account>.r2.cloudflarestorage.com"
-        ))
+        Error::setting(
+            Setting::Endpoint,
+            Problem::BadUrl {
+                value: raw.to_string(),
+                why: why.to_string(),
+            },
+        )
     };
     let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
     if url.scheme() != "http" && url.scheme() != "https" {
@@ -363,14 +371,24 @@ pub fn parse_block_size(raw: Option<String>) -> Result<u64> {
         return Ok(DEFAULT_BLOCK_SIZE);
     };
     let n: u64 = raw.trim().parse().map_err(|_| {
-        Error::Config(format!(
-            "block_size '{raw}' is not a positive integer (bytes); the default is {DEFAULT_BLOCK_SIZE}"
-        ))
+        Error::setting(
+            Setting::BlockSize,
+            Problem::NotBytes {
+                value: raw.clone(),
+                default: DEFAULT_BLOCK_SIZE,
+            },
+        )
     })?;
     if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&n) {
-        return Err(Error::Config(format!(
-            "block_size {n} is out of range: use {MIN_BLOCK_SIZE}..={MAX_BLOCK_SIZE} bytes (ideally the database page size; default {DEFAULT_BLOCK_SIZE})"
-        )));
+        return Err(Error::setting(
+            Setting::BlockSize,
+            Problem::BytesOutOfRange {
+                value: n,
+                min: MIN_BLOCK_SIZE,
+                max: MAX_BLOCK_SIZE,
+                default: DEFAULT_BLOCK_SIZE,
+            },
+        ));
     }
     Ok(n)
 }
@@ -389,10 +407,13 @@ fn credentials(env: Lookup, shared: &SharedFiles, profile: &str) -> Result<Crede
     if let Some(c) = &shared.credentials {
         return Ok(c.clone());
     }
-    Err(Error::Config(format!(
-        "no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add profile [{profile}] to {} (choose the profile with AWS_PROFILE or profile=)",
-        shared.credentials_path.display()
-    )))
+    Err(Error::setting(
+        Setting::Profile,
+        Problem::NoCredentials {
+            profile: profile.to_string(),
+            path: shared.credentials_path.display().to_string(),
+        },
+    ))
 }
 
 /// What the AWS shared files say for one profile.

@@ -172,17 +172,25 @@ fn register_functions(db: *mut sqlite3) -> Result<()> {
     Ok(())
 }
 
-/// A text argument, or an SQL error naming the function and the argument.
+/// A text argument, or an SQL error naming the argument (and kept for
+/// `s3vfs_last_error()`): it must be non-empty UTF-8 text without a NUL byte (no S3 key
+/// or SQLite name holds one, and an error message quoting it could not be returned).
 fn text_arg<'a>(args: &[*mut sqlite3_value], i: usize, what: &str) -> Result<&'a str> {
-    api::value_text(&args[i])
+    let refuse = |why: &str| {
+        let msg = format!("s3vfs: argument {} ({what}) {why}", i + 1);
+        the_vfs().note(1, &msg);
+        Error::new_message(msg)
+    };
+    let text = api::value_text(&args[i])
         .ok()
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            Error::new_message(format!(
-                "s3vfs: argument {} ({what}) must be non-empty text",
-                i + 1
-            ))
-        })
+        .ok_or_else(|| refuse("must be non-empty text"))?;
+    match text.find('\0') {
+        Some(at) => Err(refuse(&format!(
+            "contains a NUL byte (at byte {at}): keys and names cannot hold one"
+        ))),
+        None => Ok(text),
+    }
 }
 
 /// The process's VFS object (registered before any SQL function exists).
@@ -197,15 +205,24 @@ fn locate(arg: &str) -> std::result::Result<transfer::Location, crate::error::Er
     transfer::locate(cfg, &key, arg)
 }
 
-/// An SQL error carrying the message (in-band, so no stderr copy), also logged.
+/// An SQL error carrying the message (in-band, so no stderr copy), also logged. A NUL
+/// byte would make the message unreturnable ("unknown error"), so none is kept.
 fn failed(e: crate::error::Error) -> Error {
-    the_vfs().note(1, &e.to_string());
-    Error::new_message(e.to_string())
+    let msg = e.to_string().replace('\0', "\\0");
+    the_vfs().note(1, &msg);
+    Error::new_message(msg)
+}
+
+/// Starts an s3vfs SQL function call: `s3vfs_last_error()` then tells about this call
+/// only, not about an earlier failure (of s3vfs, or of SQLite before s3vfs ran).
+fn begin_call() {
+    the_vfs().clear_last_error();
 }
 
 /// `s3vfs_serialize(prefix, target_key)`: the database as one plain SQLite file object;
 /// returns its size in bytes.
 fn serialize(ctx: *mut sqlite3_context, args: &[*mut sqlite3_value]) -> Result<()> {
+    begin_call();
     let db = locate(text_arg(args, 0, "database prefix")?).map_err(failed)?;
     let target = locate(text_arg(args, 1, "target key")?).map_err(failed)?;
     let size = transfer::serialize(&db, &target).map_err(failed)?;
@@ -215,6 +232,7 @@ fn serialize(ctx: *mut sqlite3_context, args: &[*mut sqlite3_value]) -> Result<(
 
 /// `s3vfs_serialize(prefix)`: the database as a BLOB, up to [`transfer::MAX_BLOB`] bytes.
 fn serialize_blob(ctx: *mut sqlite3_context, args: &[*mut sqlite3_value]) -> Result<()> {
+    begin_call();
     let db = locate(text_arg(args, 0, "database prefix")?).map_err(failed)?;
     let bytes = transfer::serialize_to_memory(&db).map_err(failed)?;
     api::result_blob(ctx, &bytes);
@@ -224,6 +242,7 @@ fn serialize_blob(ctx: *mut sqlite3_context, args: &[*mut sqlite3_value]) -> Res
 /// `s3vfs_deserialize(source_key, prefix [, 'replace'])`: stores a plain SQLite file
 /// object as blocks; returns the number of blocks written.
 fn deserialize(ctx: *mut sqlite3_context, args: &[*mut sqlite3_value]) -> Result<()> {
+    begin_call();
     let source = locate(text_arg(args, 0, "source key")?).map_err(failed)?;
     let db = locate(text_arg(args, 1, "database prefix")?).map_err(failed)?;
     let replace = match args.get(2) {
@@ -231,9 +250,11 @@ fn deserialize(ctx: *mut sqlite3_context, args: &[*mut sqlite3_value]) -> Result
         Some(_) => match text_arg(args, 2, "'replace'")? {
             "replace" => true,
             other => {
-                return Err(Error::new_message(format!(
-                "s3vfs: the third argument of s3vfs_deserialize must be 'replace', not '{other}'"
-            )))
+                let msg = format!(
+                    "s3vfs: the third argument of s3vfs_deserialize must be 'replace', not '{other}'"
+                );
+                the_vfs().note(1, &msg);
+                return Err(Error::new_message(msg));
             }
         },
     };

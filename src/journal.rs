@@ -74,11 +74,16 @@ impl Journals {
     }
 
     /// Flushes the open journal `journal` (if any), then the database.
-    pub fn flush_database(&self, journal: &Arc<str>, db: &mut BlockFile) -> Result<()> {
+    pub fn flush_database(
+        &self,
+        journal: &Arc<str>,
+        db: &mut BlockFile,
+        keep_going: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
         if let Some(j) = self.open_journal(journal) {
-            locked(&j).flush()?;
+            locked(&j).flush_with(keep_going)?;
         }
-        db.flush()
+        db.flush_with(keep_going)
     }
 
     /// Waits for a background cleanup of `id`, if one is running.
@@ -101,6 +106,28 @@ impl Journals {
         });
         locked(&self.cleanups).insert(id.clone(), cleanup);
         Ok(())
+    }
+
+    /// Forgets what is known of a journal whose database closed (its size and any stale
+    /// hint): a process that opens many databases in turn keeps nothing per name.
+    pub fn forget(&self, id: &Arc<str>) {
+        if locked(&self.open)
+            .get(id)
+            .is_some_and(|w| w.strong_count() > 0)
+        {
+            return; // another connection's journal is open
+        }
+        locked(&self.open).remove(id);
+        locked(&self.closed_sizes).remove(id);
+        locked(&self.exists_hints).remove(id);
+    }
+
+    /// How many journals the process keeps anything for (tests: state is freed).
+    pub fn tracked(&self) -> usize {
+        locked(&self.open).len()
+            + locked(&self.closed_sizes).len()
+            + locked(&self.cleanups).len()
+            + locked(&self.exists_hints).len()
     }
 
     /// Remembers whether a journal exists, for the `xAccess` call that follows.

@@ -83,6 +83,13 @@ pub fn block_of(name: &str, key: &str) -> Option<u64> {
         .flatten()
 }
 
+/// The file and block index of `key` if it is a block key of some file (its last component
+/// exactly 10 digits, after a non-empty name): how databases are discovered.
+pub fn split_block_key(key: &str) -> Option<(&str, u64)> {
+    let (name, _) = key.rsplit_once('/')?;
+    Some((name, block_of(name, key)?)).filter(|(n, _)| !n.is_empty())
+}
+
 /// The rollback journal's name for a database name (SQLite's own rule).
 pub fn journal_name(db: &str) -> String {
     format!("{db}-journal")
@@ -101,6 +108,18 @@ pub fn lease_key(db: &str) -> String {
 /// The folder of a database's reader marks.
 pub fn marks_dir(db: &str) -> String {
     format!("{db}.s3vfs-readers/")
+}
+
+/// The expiry (ms) and owner of `key` if it is one of `db`'s reader marks
+/// (`<db>.s3vfs-readers/<expiry digits>-<owner>`, the owner without a `/`).
+pub fn mark_of<'k>(db: &str, key: &'k str) -> Option<(u64, &'k str)> {
+    let tail = key.strip_prefix(db)?.strip_prefix(".s3vfs-readers/")?;
+    let (expires, owner) = tail.split_once('-')?;
+    let digits = !expires.is_empty() && expires.bytes().all(|c| c.is_ascii_digit());
+    if !digits || owner.is_empty() || owner.contains('/') {
+        return None;
+    }
+    Some((expires.parse().ok()?, owner))
 }
 
 /// A short-lived object that checks whether the server honours conditional writes.
@@ -144,6 +163,35 @@ mod tests {
         assert_eq!(block_of("a", "a/nested.db/0000000003"), None);
         assert_eq!(block_of("a", "a/123"), None);
         assert_eq!(block_of("a", "ab/0000000003"), None);
+        assert_eq!(split_block_key("a/b.db/0000000007"), Some(("a/b.db", 7)));
+        for not_a_block in [
+            "0000000000",
+            "/0000000000",
+            "a/123",
+            "a/00000000001",
+            "a/cat.jpg",
+        ] {
+            assert_eq!(split_block_key(not_a_block), None, "{not_a_block}");
+        }
+    }
+
+    #[test]
+    fn marks_parse_only_as_marks() {
+        let key = format!("{}1700000000000-12-ab", marks_dir("a.db"));
+        assert_eq!(mark_of("a.db", &key), Some((1_700_000_000_000, "12-ab")));
+        assert_eq!(
+            mark_of("a.db", "a.db.s3vfs-readers/1-someone"),
+            Some((1, "someone"))
+        );
+        for other in [
+            "a.db.s3vfs-readers/notes.txt",
+            "a.db.s3vfs-readers/-x",
+            "a.db.s3vfs-readers/1-",
+            "a.db.s3vfs-readers/1-x/y.db/0000000000",
+            "b.db.s3vfs-readers/1-x",
+        ] {
+            assert_eq!(mark_of("a.db", other), None, "{other}");
+        }
     }
 
     #[test]

@@ -47,9 +47,10 @@ pub struct LeaseRecord {
     /// The holder waits to write pages (`locking=strict`): new readers must wait.
     #[serde(default)]
     pub pending: bool,
-    /// The holder has the database open in WAL mode: its WAL index is in its memory.
+    /// The holder's lease term in milliseconds: others compute the grace period from the
+    /// holder's term, not their own (0 in leases written before it was recorded).
     #[serde(default)]
-    pub wal: bool,
+    pub term_ms: u64,
 }
 
 impl LeaseRecord {
@@ -62,12 +63,22 @@ impl LeaseRecord {
     /// held, and not past its expiry plus the grace period, unless its expiry is too far
     /// ahead to be genuine (see the module comment).
     pub fn blocks_takeover(&self, now_ms: u64, term: Duration) -> bool {
+        let term = self.holders_term(term);
         let grace = grace(term).as_millis() as u64;
         !self.released && self.expires_ms + grace > now_ms && !self.implausible(now_ms, term)
     }
 
+    /// The term the holder wrote, else `ours`.
+    fn holders_term(&self, ours: Duration) -> Duration {
+        match self.term_ms {
+            0 => ours,
+            ms => Duration::from_millis(ms),
+        }
+    }
+
     /// An expiry more than one term plus the grace ahead of `now_ms`.
     pub fn implausible(&self, now_ms: u64, term: Duration) -> bool {
+        let term = self.holders_term(term);
         self.expires_ms > now_ms + (term + grace(term)).as_millis() as u64
     }
 }
@@ -143,8 +154,6 @@ pub struct Lease {
     sent: Instant,
     /// Our stored version says pending (see `set_pending`).
     pending: bool,
-    /// Our stored version says the database is in WAL mode here (see `set_wal`).
-    wal: bool,
     /// The database's write fence, opened while we hold the lease.
     fence: Arc<Fence>,
 }
@@ -170,7 +179,6 @@ impl Lease {
             renewed: Instant::now(),
             sent: Instant::now(),
             pending: false,
-            wal: false,
             fence: Arc::default(),
         }
     }
@@ -237,7 +245,7 @@ impl Lease {
             expires_ms: now_ms() + self.term.as_millis() as u64,
             released,
             pending: self.pending && !released,
-            wal: self.wal && !released,
+            term_ms: self.term.as_millis() as u64,
         };
         serde_json::to_vec(&r).expect("a lease record always serializes")
     }
@@ -253,7 +261,7 @@ impl Lease {
                 expires_ms: 0,
                 released: true,
                 pending: false,
-                wal: false,
+                term_ms: 0,
             });
             (record, etag)
         }))
@@ -308,7 +316,7 @@ impl Lease {
                 expires_ms: 0,
                 released: false,
                 pending: false,
-                wal: false,
+                term_ms: 0,
             }),
         })
     }
@@ -376,12 +384,6 @@ impl Lease {
             .read()?
             .map(|(r, _)| r)
             .filter(|r| r.pending && r.owner != self.owner && r.live(now_ms())))
-    }
-
-    /// Says in our next stored version whether the database is in WAL mode here (so
-    /// another process can say why it waits).
-    pub fn set_wal(&mut self, wal: bool) {
-        self.wal = wal;
     }
 
     /// Gives the lease up (only our own version: `If-Match`).

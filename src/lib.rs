@@ -42,3 +42,6 @@ pub mod stats;
 pub mod store;
 pub mod transfer;
 pub mod vfs;
+
+#[cfg(test)]
+mod tests;

@@ -46,6 +46,9 @@ pub struct Entry {
     renewing: bool,
     /// Connections (open database handles) of this process using the entry.
     conns: u32,
+    /// How many times this process took the lease after someone else's version
+    /// ([`Acquire::Taken`]): another writer may have committed just before each.
+    taken: u64,
 }
 
 /// A database's lock entry, shared by its connections in this process.
@@ -67,6 +70,16 @@ impl LockTable {
     /// The write fence of a database: its files' stores send writes only while it is open.
     pub fn fence(&self, db: &Arc<str>) -> Arc<Fence> {
         locked(&self.entry(db)).fence.clone()
+    }
+
+    /// How many databases have an entry (tests: state is freed when unused).
+    pub fn len(&self) -> usize {
+        locked(&self.entries).len()
+    }
+
+    /// True when no database has an entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Forgets entries no connection uses any more (a process that opens many databases
@@ -103,16 +116,10 @@ impl LockTable {
         let e = &mut *guard;
         let lease = e.lease.get_or_insert_with(new_lease);
         if !lease.is_held() {
-            lease.set_wal(true);
-            let taken = lease.acquire();
-            if !matches!(taken, Ok(Acquire::Quick | Acquire::Taken)) {
-                lease.set_wal(false);
-            }
-            if let Acquire::Busy(holder) = taken? {
+            if let Acquire::Busy(holder) = lease.acquire()? {
                 return Ok(WalHold::Busy(holder));
             }
         }
-        lease.set_wal(true);
         e.wal = true;
         if !e.renewing {
             e.renewing = true;
@@ -162,7 +169,6 @@ fn end_wal(e: &mut Entry) -> Result<()> {
     let writing = e.reserved || e.pending || e.exclusive;
     match e.lease.as_mut() {
         Some(lease) => {
-            lease.set_wal(false);
             if writing {
                 Ok(())
             } else {
@@ -250,6 +256,9 @@ pub struct Lock {
     entry: SharedEntry,
     pub level: LockLevel,
     locking: Locking,
+    /// The entry's `taken` count when this connection's view was last known current (its
+    /// read transaction began, or the check after a take passed).
+    seen: u64,
 }
 
 /// The result of asking for a lock.
@@ -271,13 +280,14 @@ impl Lock {
             entry,
             level: NONE,
             locking,
+            seen: 0,
         }
     }
 
     /// Raises the lock to `want`, following SQLite's rules. `new_lease` makes the lease
     /// object the first time a writer in this process needs it. `still_current` checks,
-    /// after a lease was taken from another writer, that what this connection read is
-    /// still the stored database; if not, it must start over (SQLite sees BUSY and, for a
+    /// after a lease was taken from another writer (or when this connection's view is
+    /// older than such a take), that what this connection read is still the stored database; if not, it must start over (SQLite sees BUSY and, for a
     /// statement that has not read yet, retries with a fresh read).
     pub fn lock(
         &mut self,
@@ -310,6 +320,7 @@ impl Lock {
                 e.mark = Some(mark);
             }
             e.shared += 1;
+            self.seen = e.taken;
             self.level = SHARED;
             return Ok(Outcome::Granted);
         }
@@ -322,17 +333,24 @@ impl Lock {
             // In WAL mode the process holds the lease already (see `hold_for_wal`).
             let held_for_wal = e.wal && e.lease.as_ref().is_some_and(Lease::is_held);
             if self.locking != Locking::None && !held_for_wal {
+                let e = &mut *e;
                 let lease = e.lease.get_or_insert_with(new_lease);
-                match lease.acquire()? {
-                    Acquire::Quick => {}
-                    Acquire::Busy(holder) => return Ok(Outcome::BusyElsewhere(holder)),
-                    Acquire::Taken => {
-                        if !still_current()? {
-                            lease.release()?;
-                            return Ok(Outcome::Busy);
-                        }
-                    }
+                let got = lease.acquire()?;
+                if let Acquire::Busy(holder) = got {
+                    return Ok(Outcome::BusyElsewhere(holder));
                 }
+                if got == Acquire::Taken {
+                    e.taken += 1;
+                }
+                // Quick (our own release, nobody wrote since) needs no check, unless this
+                // connection's view predates a take from another writer: it may still
+                // read what that writer replaced (a retry in the read transaction that
+                // just got Busy here, or a reader older than another connection's take).
+                if (got == Acquire::Taken || self.seen < e.taken) && !still_current()? {
+                    lease.release()?;
+                    return Ok(Outcome::Busy);
+                }
+                self.seen = e.taken;
             }
             e.reserved = true;
             self.level = RESERVED;

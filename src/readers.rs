@@ -25,9 +25,16 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Splits a mark's key into its expiry and owner.
+/// Splits a mark's key into its expiry and owner. Only keys s3vfs writes parse: 13 digits,
+/// a dash and an owner id without '/' (anything else under the folder is not ours).
 fn parse(key: &str, dir: &str) -> Option<(u64, String)> {
     let (expires, owner) = key.strip_prefix(dir)?.split_once('-')?;
+    if expires.len() != 13 || !expires.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    if owner.is_empty() || owner.contains('/') {
+        return None;
+    }
     Some((expires.parse().ok()?, owner.to_string()))
 }
 
@@ -102,7 +109,8 @@ fn store(client: &dyn ObjectStore, dir: &str, owner: &str, term: Duration) -> Re
 }
 
 /// How many other processes hold a live read mark on `db_name`. Expired marks (of
-/// crashed readers) are deleted on the way.
+/// crashed readers) are deleted on the way; objects under the folder that are not marks
+/// (a user's file, another database stored there) are neither counted nor touched.
 pub fn live_others(client: &dyn ObjectStore, db_name: &str, own_owner: &str) -> Result<usize> {
     let dir = marks_dir(db_name);
     let now = now_ms();
@@ -112,7 +120,8 @@ pub fn live_others(client: &dyn ObjectStore, db_name: &str, own_owner: &str) -> 
         match parse(&o.key, &dir) {
             Some((_, owner)) if owner == own_owner => {}
             Some((expires, _)) if expires > now => live += 1,
-            _ => expired.push(o.key),
+            Some(_) => expired.push(o.key),
+            None => {}
         }
     }
     if !expired.is_empty() {
@@ -124,6 +133,27 @@ pub fn live_others(client: &dyn ObjectStore, db_name: &str, own_owner: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object_store::memory::MemoryStore;
+
+    #[test]
+    fn a_writer_deletes_only_expired_marks_never_other_objects() {
+        let store = MemoryStore::default();
+        let dir = marks_dir("db");
+        store.poke(&format!("{dir}0000000000001-dead"), b"{}");
+        store.poke(&format!("{dir}9999999999999-alive"), b"{}");
+        store.poke(&format!("{dir}photos/cat.jpg"), b"user file");
+        store.poke(&format!("{dir}other.db/0000000000"), b"SQLite format 3\0");
+        assert_eq!(live_others(&store, "db", "me").unwrap(), 1);
+        let left = store.keys();
+        assert!(!left.iter().any(|k| k.ends_with("-dead")), "{left:?}");
+        for kept in [
+            "9999999999999-alive",
+            "photos/cat.jpg",
+            "other.db/0000000000",
+        ] {
+            assert!(left.contains(&format!("{dir}{kept}")), "{kept}: {left:?}");
+        }
+    }
 
     #[test]
     fn keys_carry_expiry_and_owner() {
@@ -134,6 +164,11 @@ mod tests {
             Some((1_700_000_000_000, "12-ab-3".to_string()))
         );
         assert_eq!(parse("a/b.db.s3vfs-readers/garbage", &dir), None);
+        assert_eq!(
+            parse("a/b.db.s3vfs-readers/1700000000000-x/0000000000", &dir),
+            None
+        );
+        assert_eq!(parse("a/b.db.s3vfs-readers/17-owner", &dir), None);
         assert_eq!(parse("other/0000000000", &dir), None);
     }
 }

@@ -8,17 +8,20 @@
 //! [`import_file`] and [`export_file`] do the same between the block layout and a local
 //! file, for the `s3vfs` command.
 
+use crate::codes::Locking;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::header::{header_size, journal_may_be_hot, SQLITE_MAGIC};
-use crate::layout::{block_key, journal_name};
+use crate::layout::{
+    block_key, blocks_prefix, journal_name, lease_key, parse_block_index, BLOCK_DIGITS,
+};
+use crate::lease::{self, Acquire, ConditionalWrites, Lease, LeaseRecord};
 use crate::object_store::ObjectStore;
 use crate::parallel::par_map;
 use crate::s3::S3Client;
 use crate::store::{Block, BlockFile};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 /// Smallest multipart part (S3 wants ≥ 5 MiB; larger parts mean fewer requests).
@@ -93,6 +96,118 @@ fn blocks_at(loc: &Location) -> BlockFile {
         .with_concurrency(loc.cfg.concurrency)
 }
 
+/// The writer lease of a database, held while a whole-database copy writes it (as every
+/// writer of a database holds it), and given up when dropped. Nothing is held with
+/// `locking=none`, which coordinates no writers.
+struct WriteLease {
+    lease: Option<Lease>,
+    /// No lease object existed before: giving it up deletes it (while still held, so no
+    /// other writer can hold it then), leaving the bucket as the copy found it.
+    created: bool,
+}
+
+impl WriteLease {
+    /// Takes the lease of `db`, or [`Error::Busy`] naming the live writer that holds it.
+    fn take(db: &Location) -> Result<WriteLease> {
+        if db.cfg.locking == Locking::None {
+            return Ok(WriteLease {
+                lease: None,
+                created: false,
+            });
+        }
+        let created = db.store.head(&lease_key(&db.key))?.is_none();
+        let mut lease = Lease::new(
+            db.store.clone(),
+            &db.key,
+            db.cfg.lease_term,
+            Arc::new(ConditionalWrites::default()),
+        );
+        match lease.acquire()? {
+            Acquire::Quick | Acquire::Taken => Ok(WriteLease {
+                lease: Some(lease),
+                created,
+            }),
+            Acquire::Busy(holder) => Err(Error::Busy(format!(
+                "will not write s3://{}/{}: a writer holds its lease ({}); retry when it is done; nothing was written",
+                db.bucket(),
+                db.key,
+                describe_holder(&holder)
+            ))),
+        }
+    }
+
+    /// Renews the lease when due; an error when it was lost (nothing more may be written).
+    fn renew(&mut self) -> Result<()> {
+        match self.lease.as_mut() {
+            Some(lease) => lease.ensure_held(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for WriteLease {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.as_mut() else {
+            return;
+        };
+        // A lease not given back only delays the next writer until it expires. One this
+        // copy created is deleted, but only while it is verifiably still ours (renewed
+        // when due), so the deletion can never remove another writer's lease.
+        if self.created && lease.ensure_held().is_ok() {
+            let key = lease_key(lease.db_name());
+            if lease.client().delete(&key).is_ok() {
+                return;
+            }
+        }
+        let _ = lease.release();
+    }
+}
+
+/// Who holds a lease, for messages.
+fn describe_holder(r: &LeaseRecord) -> String {
+    let left = r.expires_ms.saturating_sub(lease::now_ms()).div_ceil(1000);
+    format!(
+        "host {}, pid {}, owner {}, expires in {left} s{}",
+        r.host,
+        r.pid,
+        r.owner,
+        if r.pending {
+            ", waiting to write pages"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Why `target` must not receive a copy of the database at `db`, if it must not: a key
+/// that is (or could be) a block of a database or journal, a lease, a reader mark, or
+/// inside the source database's own prefix would be corrupted by the copy.
+fn check_target(db: &Location, target: &Location) -> Result<()> {
+    let key = target.key.as_str();
+    let last = key.rsplit('/').next().unwrap_or(key);
+    let same_bucket = target.store.id() == db.store.id();
+    let why = if same_bucket && (key == db.key || key.starts_with(&blocks_prefix(&db.key))) {
+        Some("it is the source database's own prefix".to_string())
+    } else if last.len() == BLOCK_DIGITS && parse_block_index(last).is_some() {
+        Some(format!(
+            "its last component '{last}' is a block name (10 digits): it would overwrite a block of a database or journal"
+        ))
+    } else if key.ends_with(".s3vfs-lease") || key.contains(".s3vfs-lease-probe-") {
+        Some("it is a database's writer lease (.s3vfs-lease)".to_string())
+    } else if key.contains(".s3vfs-readers/") {
+        Some("it is under a database's reader marks (.s3vfs-readers/)".to_string())
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::Refused(format!(
+            "will not write the copy to {}: {why}; choose another key; nothing was written",
+            target.url()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The header (with the file change counter), or why a copy cannot start now. The header
 /// is read before the journal is checked: a commit stores its journal before any page
 /// and deletes it after the last one, so either the header read already saw the commit's
@@ -152,6 +267,7 @@ fn with_snapshot<T>(
 
 /// Copies a database to one object (a snapshot, see [`with_snapshot`]) and returns its size.
 pub fn serialize(db: &Location, target: &Location) -> Result<u64> {
+    check_target(db, target)?;
     let copy = |size| upload_copy(db, target, size).map(|u| (u, size));
     let (upload, size) = with_snapshot(db, copy, |(u, _)| u.abandon())?;
     upload.finish()?;
@@ -357,15 +473,15 @@ pub fn deserialize(source: &Location, db: &Location, replace: bool) -> Result<u6
             "{where_} is not a SQLite database: {why}; nothing was written"
         ))
     })?;
-    let target = blocks_at(db);
-    let dest = format!("s3://{}/{}", db.bucket(), db.key);
-    let existing = target.blocks()?;
-    if !existing.is_empty() && !replace {
-        return Err(Error::Format(format!(
-            "{dest}/ already holds a database: pass 'replace' as the third argument to overwrite it; nothing was written"
-        )));
+    let dest = format!("s3://{}/{}/", db.bucket(), db.key);
+    let replace_hint = "pass 'replace' as the third argument to overwrite it";
+    // Refused before the lease is taken (no request writes anything), and again under it.
+    if !replace {
+        refuse_existing(db, replace, &dest, replace_hint, Error::Format)?;
     }
-    store_blocks(db, len, &existing, &(), |start, end| {
+    let mut lease = WriteLease::take(db)?;
+    let existing = refuse_existing(db, replace, &dest, replace_hint, Error::Format)?;
+    store_blocks(db, len, &existing, &mut lease, &(), |start, end| {
         source
             .store
             .get_range(&source.key, start, end)?
@@ -376,14 +492,54 @@ pub fn deserialize(source: &Location, db: &Location, replace: bool) -> Result<u6
     })
 }
 
+/// The blocks stored at `db`, or (unless `replace`) the refusal to write over them:
+/// `refused` makes the error, `hint` says how to overwrite.
+fn refuse_existing(
+    db: &Location,
+    replace: bool,
+    dest: &str,
+    hint: &str,
+    refused: fn(String) -> Error,
+) -> Result<Vec<Block>> {
+    let existing = blocks_at(db).blocks()?;
+    if existing.is_empty() || replace {
+        return Ok(existing);
+    }
+    Err(refused(if existing[0].index == 0 {
+        format!("{dest} already holds a database: {hint}; nothing was written")
+    } else {
+        format!(
+            "{dest} holds {} blocks but no block 0 (an interrupted copy, not a database): {hint}; nothing was written",
+            existing.len()
+        )
+    }))
+}
+
 /// Stores `len` bytes, read in part-sized chunks by `read(start, end)`, as the blocks of
-/// `db` (whose blocks before were `existing`), each chunk's blocks PUT in parallel; then
-/// deletes blocks past the new end and any journal, so exactly the new database is left.
-/// Returns the number of blocks written.
+/// `db` (whose blocks before were `existing`), each chunk's blocks PUT in parallel, so that
+/// exactly the new database is left. Returns the number of blocks written. The caller
+/// holds the writer `lease`, renewed before each step.
+///
+/// The order makes every interrupted copy visibly not a database, never a half one that
+/// looks real (SQLite reads block 0 for the header, and `ls` and `info` look for it):
+///
+/// 1. the old block 0 is deleted, first and alone;
+/// 2. the old blocks past the new end are deleted;
+/// 3. any rollback journal is deleted (it belongs to the old database and must never be
+///    played back into the new one);
+/// 4. blocks 1.. are stored;
+/// 5. block 0 is stored, last: the commit point.
+///
+/// Crash states: stopped before 1, the old database (or nothing) is intact. Stopped after
+/// 1 and before 5, the prefix has no block 0: SQLite through s3vfs answers "file is not a
+/// database", `s3vfs_serialize` and `export` refuse it, and a new deserialize or import
+/// asks for 'replace' (it names the leftover blocks an interrupted copy). Stopped after
+/// 5, the new database is complete; the lease, not given back, expires by itself.
 fn store_blocks(
     db: &Location,
     len: u64,
     existing: &[Block],
+    lease: &mut WriteLease,
     progress: &dyn Progress,
     read: impl Fn(u64, u64) -> Result<Vec<u8>>,
 ) -> Result<u64> {
@@ -393,29 +549,56 @@ fn store_blocks(
     let chunk = part_size(len, b);
     let n_blocks = len.div_ceil(b);
     progress.start(len);
+    target.forget_cached_blocks();
+    // 1. The old database stops being one.
+    if existing.iter().any(|blk| blk.index == 0) {
+        lease.renew()?;
+        db.store.delete(&block_key(&db.key, 0))?;
+    }
+    // 2. Stale blocks past the new end would lengthen the new database.
+    let stale: Vec<String> = existing
+        .iter()
+        .filter(|blk| blk.index > 0 && blk.index >= n_blocks)
+        .map(|blk| block_key(&db.key, blk.index))
+        .collect();
+    if !stale.is_empty() {
+        lease.renew()?;
+        db.store.delete_many(&stale)?;
+    }
+    // 3. A journal would be played back into the new database.
+    lease.renew()?;
+    let mut journal = BlockFile::new(db.store.clone(), &journal_name(&db.key), b);
+    journal.delete_all(None)?;
+    // 4. Every block but block 0, whose bytes are kept for the end.
+    let mut first: Option<Vec<u8>> = None;
     for start in (0..len).step_by(chunk as usize) {
+        lease.renew()?;
         let end = (start + chunk).min(len);
         let data = read(start, end)?;
         let indices: Vec<u64> = (start / b..end.div_ceil(b)).collect();
-        par_map(&indices, concurrency, |&i| {
-            let from = (i * b - start) as usize;
-            let to = (((i + 1) * b).min(end) - start) as usize;
+        let span = |i: u64| {
+            (
+                (i * b - start) as usize,
+                (((i + 1) * b).min(end) - start) as usize,
+            )
+        };
+        if start == 0 {
+            let (from, to) = span(0);
+            first = Some(data[from..to].to_vec());
+        }
+        let rest: Vec<u64> = indices.into_iter().filter(|&i| i != 0).collect();
+        par_map(&rest, concurrency, |&i| {
+            let (from, to) = span(i);
             db.store.put(&block_key(&db.key, i), &data[from..to])?;
             progress.advance((to - from) as u64);
             Ok(())
         })?;
     }
-    // Stale blocks past the new end, and any journal, would corrupt the new database.
-    let stale: Vec<String> = existing
-        .iter()
-        .filter(|blk| blk.index >= n_blocks)
-        .map(|blk| block_key(&db.key, blk.index))
-        .collect();
-    if !stale.is_empty() {
-        db.store.delete_many(&stale)?;
-    }
-    let mut journal = BlockFile::new(db.store.clone(), &journal_name(&db.key), b);
-    journal.delete_all(None)?;
+    // 5. The commit point.
+    let first = first.expect("a database has a block 0 (its length was checked)");
+    lease.renew()?;
+    db.store.put(&block_key(&db.key, 0), &first)?;
+    progress.advance(first.len() as u64);
     target.forget_cached_blocks();
     Ok(n_blocks)
 }
@@ -452,252 +635,8 @@ pub fn as_stored(db: &Location) -> Result<Location> {
     })
 }
 
-/// A local I/O failure as an [`Error`]: a missing file is [`Error::NotFound`].
-fn local_error(path: &Path, doing: &str, e: std::io::Error) -> Error {
-    let shown = path.display();
-    match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            Error::NotFound(format!("{shown} does not exist: check the path"))
-        }
-        _ => Error::Io(format!("cannot {doing} {shown}: {e}")),
-    }
-}
-
-/// `<path><suffix>`, e.g. the `-journal` beside a database file.
-fn beside(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-/// Why the local database at `path` cannot be copied as it is, if it cannot: it is not
-/// SQLite, it is in WAL mode (the `-wal` file may hold commits, and s3vfs opens no WAL
-/// database), or a hot rollback journal beside it holds a half-done transaction.
-fn check_local_database(path: &Path, file: &File, len: u64) -> Result<()> {
-    let shown = path.display();
-    let mut header = vec![0u8; len.min(100) as usize];
-    file.read_exact_at(&mut header, 0)
-        .map_err(|e| local_error(path, "read", e))?;
-    check_sqlite_file(&header, len).map_err(|why| {
-        Error::Refused(format!(
-            "{shown} is not a SQLite database: {why}; nothing was written"
-        ))
-    })?;
-    if header[18] == 2 || header[19] == 2 {
-        return Err(Error::Refused(format!(
-            "{shown} is in WAL mode, which s3vfs cannot open: switch it to a rollback journal first (sqlite3 {shown} 'pragma journal_mode=delete'); nothing was written"
-        )));
-    }
-    let journal = beside(path, "-journal");
-    if let Ok(j) = File::open(&journal) {
-        let mut head = [0u8; 28];
-        if j.read_exact_at(&mut head, 0).is_ok() && head.iter().any(|&b| b != 0) {
-            return Err(Error::Refused(format!(
-                "{} holds an unfinished transaction of {shown}: open the database once with sqlite3 so it rolls back (or wait for its writer); nothing was written",
-                journal.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Stores the local SQLite file `path` as blocks at `db` and returns the number of blocks
-/// written. Everything is checked before the first write: the file is a SQLite database
-/// in a rollback-journal mode with no hot journal, and `db` holds nothing unless
-/// `replace`, which then also deletes stale blocks past the new end and any journal.
-pub fn import_file(
-    path: &Path,
-    db: &Location,
-    replace: bool,
-    progress: &dyn Progress,
-) -> Result<u64> {
-    let file = File::open(path).map_err(|e| local_error(path, "open", e))?;
-    let meta = file.metadata().map_err(|e| local_error(path, "read", e))?;
-    if meta.is_dir() {
-        return Err(Error::Refused(format!(
-            "{} is a directory, not a SQLite database; nothing was written",
-            path.display()
-        )));
-    }
-    let len = meta.len();
-    check_local_database(path, &file, len)?;
-    let dest = format!("s3://{}/{}", db.bucket(), db.key);
-    let existing = blocks_at(db).blocks()?;
-    if !existing.is_empty() && !replace {
-        return Err(Error::Refused(format!(
-            "{dest} already holds a database: pass --replace to overwrite it; nothing was written"
-        )));
-    }
-    store_blocks(db, len, &existing, progress, |start, end| {
-        let mut data = vec![0u8; (end - start) as usize];
-        file.read_exact_at(&mut data, start).map_err(|e| {
-            Error::Io(format!(
-                "cannot read bytes {start}..{end} of {} ({e}): did it change while it was being read? Retry",
-                path.display()
-            ))
-        })?;
-        Ok(data)
-    })
-}
-
-/// Copies the database at `db` to the local file `path` and returns its size: a snapshot
-/// (see [`with_snapshot`]), read in parts with parallel GETs, written to a temporary file
-/// beside `path` and renamed over it only when complete. An existing `path` is refused
-/// unless `force`; a `-journal` or `-wal` file beside it always is, since SQLite would
-/// apply it to the copy.
-pub fn export_file(
-    db: &Location,
-    path: &Path,
-    force: bool,
-    progress: &dyn Progress,
-) -> Result<u64> {
-    let shown = path.display();
-    if path.is_dir() {
-        return Err(Error::Refused(format!(
-            "{shown} is a directory: name the file to write; nothing was written"
-        )));
-    }
-    if path.exists() && !force {
-        return Err(Error::Refused(format!(
-            "{shown} already exists: pass --force to overwrite it; nothing was written"
-        )));
-    }
-    for side in ["-journal", "-wal"] {
-        let side = beside(path, side);
-        if side.exists() {
-            return Err(Error::Refused(format!(
-                "{} exists: SQLite would apply it to the exported copy; move it away first; nothing was written",
-                side.display()
-            )));
-        }
-    }
-    let db = as_stored(db)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(
-        ".{}.s3vfs-export-{}",
-        name.unwrap_or_default(),
-        std::process::id()
-    ));
-    let copy = |size: u64| -> Result<u64> {
-        progress.start(size);
-        let file = File::create(&tmp).map_err(|e| local_error(&tmp, "create", e))?;
-        per_part(&db, size, progress, |_, start, data| {
-            file.write_all_at(&data, start)
-                .map_err(|e| local_error(&tmp, "write", e))
-        })?;
-        file.sync_all().map_err(|e| local_error(&tmp, "write", e))?;
-        Ok(size)
-    };
-    let copied = with_snapshot(&db, copy, drop).and_then(|size| {
-        std::fs::rename(&tmp, path).map_err(|e| local_error(path, "write", e))?;
-        Ok(size)
-    });
-    if copied.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    copied
-}
+mod local;
+pub use local::{export_file, import_file};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn header(page: u16, pages: u32) -> Vec<u8> {
-        let mut h = vec![0u8; 100];
-        h[..16].copy_from_slice(b"SQLite format 3\0");
-        h[16..18].copy_from_slice(&page.to_be_bytes());
-        h[24..28].copy_from_slice(&5u32.to_be_bytes());
-        h[28..32].copy_from_slice(&pages.to_be_bytes());
-        h[92..96].copy_from_slice(&5u32.to_be_bytes());
-        h
-    }
-
-    #[test]
-    fn accepts_only_consistent_sqlite_files() {
-        assert!(check_sqlite_file(&header(4096, 3), 3 * 4096).is_ok());
-        assert!(check_sqlite_file(&[], 0).unwrap_err().contains("empty"));
-        assert!(check_sqlite_file(&header(4096, 3), 2 * 4096)
-            .unwrap_err()
-            .contains("truncated"));
-        assert!(check_sqlite_file(&header(4096, 3), 3 * 4096 + 7)
-            .unwrap_err()
-            .contains("whole number"));
-        assert!(check_sqlite_file(&header(1000, 3), 3000)
-            .unwrap_err()
-            .contains("power of two"));
-        let mut junk = header(4096, 3);
-        junk[0] = b'X';
-        assert!(check_sqlite_file(&junk, 3 * 4096)
-            .unwrap_err()
-            .contains("does not start"));
-    }
-
-    #[test]
-    fn parts_are_whole_blocks_and_stay_under_the_part_limit() {
-        assert_eq!(part_size(50 << 20, 4096), 8 << 20);
-        let huge = 200u64 << 30;
-        let p = part_size(huge, 4096);
-        assert_eq!(p % 4096, 0);
-        assert!(huge.div_ceil(p) < 10_000);
-        assert_eq!(part_size(1 << 20, 4097) % 4097, 0);
-    }
-
-    /// A location on an endpoint nothing listens on: any request would fail with
-    /// `Error::Transport`, so a refusal proves nothing was sent.
-    fn unreachable(key: &str) -> Location {
-        let env = |k: &str| match k {
-            "AWS_ACCESS_KEY_ID" => Some("AK".to_string()),
-            "AWS_SECRET_ACCESS_KEY" => Some("SK".to_string()),
-            _ => None,
-        };
-        let uri = |k: &str| match k {
-            "bucket" => Some("b".to_string()),
-            "endpoint" => Some("http://127.0.0.1:9".to_string()),
-            _ => None,
-        };
-        Location::s3(Arc::new(Config::resolve(&uri, &env).unwrap()), key)
-    }
-
-    #[test]
-    fn local_files_are_checked_before_any_request() {
-        let dir = std::env::temp_dir().join(format!("s3vfs-transfer-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = unreachable("x.db");
-        let refused = |name: &str, bytes: &[u8]| {
-            let path = dir.join(name);
-            std::fs::write(&path, bytes).unwrap();
-            match import_file(&path, &db, false, &()) {
-                Err(Error::Refused(msg)) => msg,
-                other => panic!("{name}: {other:?}"),
-            }
-        };
-        assert!(refused("a.csv", b"id,body\n1,x\n").contains("not a SQLite database"));
-        let mut wal = header(4096, 1);
-        wal.resize(4096, 0);
-        wal[18] = 2;
-        wal[19] = 2;
-        assert!(refused("wal.db", &wal).contains("WAL mode"));
-        let mut plain = header(4096, 1);
-        plain.resize(4096, 0);
-        std::fs::write(dir.join("hot.db-journal"), [0xd9u8; 28]).unwrap();
-        assert!(refused("hot.db", &plain).contains("unfinished transaction"));
-        assert!(matches!(
-            import_file(&dir.join("missing.db"), &db, false, &()),
-            Err(Error::NotFound(_))
-        ));
-        // Export: an existing file without `force`, and a journal beside the target.
-        std::fs::write(dir.join("old.db"), b"keep").unwrap();
-        let e = export_file(&db, &dir.join("old.db"), false, &()).unwrap_err();
-        assert!(
-            matches!(&e, Error::Refused(m) if m.contains("--force")),
-            "{e}"
-        );
-        let e = export_file(&db, &dir.join("hot.db"), true, &()).unwrap_err();
-        assert!(
-            matches!(&e, Error::Refused(m) if m.contains("hot.db-journal exists")),
-            "{e}"
-        );
-        assert_eq!(std::fs::read(dir.join("old.db")).unwrap(), b"keep");
-        std::fs::remove_dir_all(dir).ok();
-    }
-}
+mod tests;

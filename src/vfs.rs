@@ -401,6 +401,12 @@ impl S3Vfs {
         *locked(&self.last_error) = None;
     }
 
+    /// How many per-database entries the VFS keeps (open databases, lock entries,
+    /// journals): zero once every database is closed and its journal settled.
+    pub fn tracked(&self) -> usize {
+        locked(&self.open).len() + self.locks.len() + self.journals.tracked()
+    }
+
     fn closed_database(&self, handle: u64, db: &Arc<str>) {
         self.shm.unmap(db, handle);
         locked(&self.open).retain(|d| d.handle != handle);
@@ -416,13 +422,8 @@ impl Default for S3Vfs {
 
 /// Why a database in WAL mode in another process cannot be used here.
 fn wal_busy_message(name: &str, holder: &crate::lease::LeaseRecord) -> String {
-    let why = if holder.wal {
-        "has it open in WAL mode: its WAL index lives in that process's memory, so no other process can read or write it until that process closes it"
-    } else {
-        "is writing it; opening it in WAL mode waits for that writer"
-    };
     format!(
-        "s3vfs: {name} is busy: another process (host {}, pid {}, lease until {} ms since the epoch) {why}; set a busy_timeout to wait for it",
+        "s3vfs: {name} is in WAL mode and another process holds it (host {}, pid {}, lease until {} ms since the epoch): a WAL database is served by one process at a time, because its WAL index lives in that process's memory; no other process can read or write it until that one closes it (or converts it back with PRAGMA journal_mode=delete); set a busy_timeout to wait for it",
         holder.host, holder.pid, holder.expires_ms
     )
 }
@@ -551,9 +552,18 @@ impl S3File {
         if self.kind == OpenKind::Wal && self.file().dirty_bytes() > 0 {
             self.vfs.locks.ensure_wal_writer(&self.db_key)?;
         }
+        // Between batches of a long flush the writer's lease is renewed as needed.
+        let keep_going = || match &self.lock {
+            Some(lock) => lock.ensure_writer(),
+            None => Ok(()),
+        };
         let mut file = self.file();
         match self.kind {
-            OpenKind::Database => self.vfs.journals.flush_database(&self.journal, &mut file),
+            OpenKind::Database => {
+                self.vfs
+                    .journals
+                    .flush_database(&self.journal, &mut file, &keep_going)
+            }
             _ => file.flush(),
         }
     }
@@ -649,12 +659,6 @@ impl S3File {
         match lock.lock(level, lease, still_current)? {
             Outcome::Granted => {}
             Outcome::Busy => return Ok(LockResult::Busy(None)),
-            Outcome::BusyElsewhere(holder) if holder.wal => {
-                return Ok(LockResult::Busy(Some(wal_busy_message(
-                    &self.id.name,
-                    &holder,
-                ))))
-            }
             Outcome::BusyElsewhere(holder) => {
                 return Ok(LockResult::Busy(Some(format!(
                     "s3vfs: {} is being written by another process (host {}, pid {}, lease until {} ms since the epoch); set a busy_timeout to wait for it",
@@ -740,6 +744,7 @@ impl S3File {
                 // A process may exit right after closing its database: finish the journal
                 // cleanup now rather than leave blocks behind (harmless, but untidy).
                 self.vfs.journals.settle(&self.journal);
+                self.vfs.journals.forget(&self.journal);
                 self.vfs.closed_database(self.handle, &self.id.key());
             }
             _ => {}
@@ -778,3 +783,6 @@ impl S3File {
         self.cfg.locking
     }
 }
+
+#[cfg(test)]
+mod tests;

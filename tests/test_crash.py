@@ -19,7 +19,7 @@ import proxy as proxymod
 import s3util
 import sqlutil
 
-LEASE_SECONDS = 1
+LEASE_SECONDS = 2
 
 WRITER = textwrap.dedent("""
     import sqlite3, sys
@@ -100,7 +100,7 @@ def test_a_killed_writer_leaves_the_state_before_or_after(bucket, mode):
         w.wait(timeout=30)
         px.set(fail=None)
 
-        time.sleep(LEASE_SECONDS + 0.2)  # the dead writer's lease runs out
+        time.sleep(LEASE_SECONDS * 7 / 6 + 0.3)  # the dead writer's lease runs out, and its grace period
         check = sqlutil.connect(prefix, bucket)
         try:
             integrity = check.execute("pragma integrity_check").fetchone()[0]

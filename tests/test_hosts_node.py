@@ -1,8 +1,10 @@
 """The Node package installs into a fresh project, and the README's Node example runs there.
 
-`npm pack` packs node/ with the library from target/release (through S3VFS_PREBUILT_LIB, as
-CI would), and `npm install --offline` installs that tarball into a fresh project, as a user
-installs it. better-sqlite3 is the one scripts/install-deps.sh compiled into node/node_modules
+`npm pack` packs node/ with the portable libraries `make wheel` left in dist/lib/ (one per
+platform, through S3VFS_PREBUILT_LIB_LINUX_X64 / _LINUX_ARM64, as a release would), or with
+target/release's library when that one is newer (a developer who rebuilt the crate without
+`make wheel` tests the code they built), and `npm install --offline` installs that tarball
+into a fresh project, as a user installs it. better-sqlite3 is the one scripts/install-deps.sh compiled into node/node_modules
 (the package's devDependency), linked into the project: nothing is downloaded at test time.
 Each Node program runs from a directory of its own inside the project, as a user's script
 would, with its settings in the environment, against the local S3 server.
@@ -21,6 +23,7 @@ import pytest
 
 import s3util
 import sqlutil
+import wheels
 
 NODE = shutil.which("node") or "/usr/bin/node"
 NPM = shutil.which("npm") or "/usr/bin/npm"
@@ -47,11 +50,13 @@ def node_app(shared_tmp):
     app = shared_tmp / "node-app"
     with s3util.file_lock(shared_tmp / "node-package.lock"):
         if not (app / "ready").exists():
-            # A copy, as target/release/libs3vfs.so may be rebuilt while the tests run.
-            shutil.copyfile(s3util.LIB + ".so", shared_tmp / "prebuilt-node.so")
-            env = dict(os.environ, S3VFS_PREBUILT_LIB=str(shared_tmp / "prebuilt-node.so"))
             packs = shared_tmp / "node-pack"
             packs.mkdir()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("S3VFS_PREBUILT_LIB")}
+            # Copies, as the libraries may be rebuilt while the tests run.
+            for platform, lib in packed_libraries().items():
+                shutil.copyfile(lib, packs / f"{platform}.so")
+                env["S3VFS_PREBUILT_LIB_" + platform.upper().replace("-", "_")] = str(packs / f"{platform}.so")
             start = time.monotonic()
             [packed] = json.loads(npm(["pack", "--json", "--pack-destination", str(packs)],
                                       PACKAGE, env))
@@ -69,6 +74,18 @@ def node_app(shared_tmp):
             )
     print((app / "ready").read_text())
     return app
+
+
+def packed_libraries():
+    """{npm platform: library} to pack: dist/lib/'s portable ones, unless target/release's
+    library is newer (then it alone, for this machine's platform)."""
+    native = s3util.ROOT / "target" / "release" / "libs3vfs.so"
+    here = wheels.NPM_DIR[wheels.HOST]
+    portable = {wheels.NPM_DIR[a]: wheels.portable_lib(a) for a in wheels.NPM_DIR if wheels.portable_lib(a)}
+    if here in portable and portable[here].stat().st_mtime >= native.stat().st_mtime:
+        return portable
+    print(f"packing {native}: dist/lib/{here} is missing or older (make wheel makes it)")
+    return {here: native}
 
 
 @pytest.fixture
@@ -111,7 +128,11 @@ def test_pack_ships_the_built_library_and_load_finds_it_in_the_installed_package
     node_app, shared_tmp, run_dir
 ):
     files = json.loads((shared_tmp / "node-pack" / "files.json").read_text())
-    assert files == ["README.md", "index.d.ts", "index.js", "lib/libs3vfs.so", "package.json"]
+    platforms = sorted(p.stem for p in (shared_tmp / "node-pack").glob("*.so"))
+    here = wheels.NPM_DIR[wheels.HOST]
+    assert here in platforms
+    assert files == sorted(["README.md", "index.d.ts", "index.js", "package.json"]
+                           + [f"lib/{p}/libs3vfs.so" for p in platforms])
     out = run_js("""
 const s3vfs = require('s3vfs');
 const Database = require('better-sqlite3');
@@ -124,9 +145,13 @@ console.log(require('better-sqlite3/package.json').version, db.prepare('select s
     resolved, path, version, host = out
     installed = node_app / "node_modules" / "s3vfs"
     assert resolved == str(installed / "index.js")
-    assert path == str(installed / "lib" / "libs3vfs.so")
-    with open(path, "rb") as shipped, open(shared_tmp / "prebuilt-node.so", "rb") as built:
-        assert shipped.read() == built.read()
+    assert path == str(installed / "lib" / here / "libs3vfs.so")
+    for platform in platforms:
+        with open(installed / "lib" / platform / "libs3vfs.so", "rb") as shipped, \
+                open(shared_tmp / "node-pack" / f"{platform}.so", "rb") as built:
+            assert shipped.read() == built.read()
+    print(f"packed for {', '.join(platforms)}; {here} needs GLIBC_"
+          + ".".join(map(str, wheels.glibc_ceiling(path))))
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)
     # The versions the README says were tested are the ones installed here.
     better_sqlite3, sqlite = host.split()
@@ -317,6 +342,26 @@ def test_a_worker_thread_needs_s3vfs_required_by_the_main_thread(node_app, run_d
     assert run_js(WORKER, run_dir, "main-requires-s3vfs", bucket=bucket) == ["worker wrote 1"]
     assert "worker/w.db/0000000000" in s3util.list_keys(bucket, "worker/w.db/")
     assert leftovers(run_dir) == []
+
+
+@pytest.mark.parametrize("platform, arch", [("linux", "riscv64"), ("darwin", "arm64")])
+def test_an_unsupported_platform_gets_an_error_naming_the_platforms_packed(
+    node_app, shared_tmp, run_dir, platform, arch
+):
+    out = run_js(f"""
+Object.defineProperty(process, 'platform', {{ value: '{platform}' }});
+Object.defineProperty(process, 'arch', {{ value: '{arch}' }});
+const s3vfs = require('s3vfs');
+const Database = require('better-sqlite3');
+for (const f of [() => s3vfs.getLoadablePath(), () => s3vfs.load(new Database(':memory:'))]) {{
+  try {{ f(); console.log('no error'); }} catch (e) {{ console.log(e.constructor.name + ': ' + e.message); }}
+}}
+""", run_dir)
+    packed = " and ".join(p.stem for p in sorted((shared_tmp / "node-pack").glob("*.so"),
+                                                   key=lambda p: ["linux-x64", "linux-arm64"].index(p.stem)))
+    want = (f"Error: s3vfs: no library for {platform}-{arch}: this package carries the extension "
+            f"for {packed} only (Linux with glibc 2.17 or later).")
+    assert len(out) == 2 and all(line.startswith(want) for line in out), out
 
 
 def test_load_rejects_what_is_not_a_better_sqlite3_database(node_app, run_dir):

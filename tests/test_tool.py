@@ -1,5 +1,5 @@
-"""The `s3vfs` command: import, export, ls, info and rm against a real S3 server, their
-exit codes and messages, and examples/cli.sh (with its copy in README.md)."""
+"""The `s3vfs` command: import, export, ls, info, rm and break-lease against a real S3
+server, their exit codes and messages, and examples/cli.sh (with its copy in README.md)."""
 
 import json
 import os
@@ -14,7 +14,7 @@ import pytest
 import s3util
 
 TOOL = str(s3util.ROOT / "target" / "release" / "s3vfs")
-COMMANDS = ["import", "export", "ls", "info", "rm"]
+COMMANDS = ["import", "export", "ls", "info", "rm", "break-lease"]
 
 
 @pytest.fixture(autouse=True)
@@ -224,6 +224,123 @@ def test_rm_asks_first_and_deletes_everything_of_the_database(bucket, tmp_path):
     assert r.returncode == 0, r.stderr
     assert s3util.list_keys(bucket, "") == []
     fails(tool("rm", "--yes", url), 3, "no database at", url)
+
+
+def test_rm_deletes_only_the_databases_own_objects(bucket, tmp_path):
+    local_db(tmp_path / "a.db", 0.1)
+    for name in ["app", "app/nested.db"]:  # a database nested under another's name
+        assert tool("import", tmp_path / "a.db", f"s3://{bucket}/{name}").returncode == 0
+    client = s3util.boto3_client()
+    others = [
+        "app/photos/cat.jpg",  # a user's file
+        "app/123",  # not a 10-digit block key
+        "app/00000000001",  # 11 digits
+        "app-journal/notes.txt",
+        "app.s3vfs-readers/readme.txt",  # not a mark
+    ]
+    for key in others:
+        client.put_object(Bucket=bucket, Key=key, Body=b"mine")
+    client.put_object(Bucket=bucket, Key="app-journal/0000000000", Body=b"\0" * 512)
+    client.put_object(Bucket=bucket, Key="app.s3vfs-readers/1700000000000-r1", Body=b"{}")
+    nested = s3util.list_keys(bucket, "app/nested.db/")
+    assert nested
+
+    r = tool("rm", "--yes", f"s3://{bucket}/app")
+    assert r.returncode == 0, r.stderr
+    assert "its journal (1 block)" in r.stdout and "1 reader mark" in r.stdout, r.stdout
+    # Under app/: the nested database's blocks and the three files.
+    assert f"{len(nested) + 3} other objects under" in r.stdout and "left alone" in r.stdout, r.stdout
+    assert sorted(s3util.list_keys(bucket, "")) == sorted(nested + others)
+    # The nested database is whole and still listed.
+    assert list(ls_rows(tool("ls", f"s3://{bucket}").stdout)) == [f"s3://{bucket}/app/nested.db"]
+    assert query(bucket, "app/nested.db", "pragma integrity_check;") == ["ok"]
+
+
+def test_rm_refuses_a_name_without_a_database(bucket):
+    client = s3util.boto3_client()
+    keys = ["docs/photos/cat.jpg", "docs/123", "docs/0000000001", "docs.s3vfs-readers/1-someone"]
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"mine")
+    before = s3util.list_objects(bucket, "")
+    for args in [["--yes"], []]:
+        r = tool("rm", *args, f"s3://{bucket}/docs", input="y\n")
+        fails(r, 3, "no database at", f"s3://{bucket}/docs", "the 3 objects under")
+        assert "[y/N]" not in r.stderr
+    assert s3util.list_objects(bucket, "") == before
+
+
+def test_ls_lists_no_journal_as_a_database_and_ignores_non_block_keys(bucket, tmp_path):
+    local_db(tmp_path / "x.db", 0.05)
+    assert tool("import", tmp_path / "x.db", f"s3://{bucket}/x.db").returncode == 0
+    client = s3util.boto3_client()
+    # x.db's journal holds a block 0 (a database header, even); y.db's only block 1.
+    client.put_object(Bucket=bucket, Key="x.db-journal/0000000000", Body=(tmp_path / "x.db").read_bytes()[:4096])
+    assert tool("import", tmp_path / "x.db", f"s3://{bucket}/y.db").returncode == 0
+    client.put_object(Bucket=bucket, Key="y.db-journal/0000000001", Body=b"\1" * 512)
+    for key in ["z/123", "z/00000000000", "z/0000000000.bak", "z/0000000000/notes.txt", "0000000000"]:
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    rows = ls_rows(tool("ls", f"s3://{bucket}").stdout)
+    assert {k: v[3] for k, v in rows.items()} == {f"s3://{bucket}/x.db": "yes", f"s3://{bucket}/y.db": "yes"}
+
+
+def lease_record(**fields):
+    record = {"owner": "w1", "host": "far-host", "pid": 4242, "expires_ms": 99_999_999_999_999, "released": False}
+    return json.dumps({**record, **fields})
+
+
+def test_break_lease_asks_and_releases_a_stuck_lease(bucket, tmp_path):
+    local_db(tmp_path / "app.db", 0.05)
+    url = f"s3://{bucket}/app.db"
+    assert tool("import", tmp_path / "app.db", url).returncode == 0
+    fails(tool("break-lease", "--yes", url), 3, "no lease at", url)
+    # A writer whose clock ran centuries ahead: its lease never expires by itself.
+    client = s3util.boto3_client()
+    client.put_object(Bucket=bucket, Key="app.db.s3vfs-lease", Body=lease_record())
+    fails(tool("rm", "--yes", url), 4, "a writer holds its lease", "pid 4242")
+
+    for answer in ["n\n", "", "later\n"]:
+        r = tool("break-lease", url, input=answer)
+        fails(r, 4, "not confirmed", "left as it is")
+        assert "host far-host, pid 4242" in r.stderr and "[y/N]" in r.stderr
+    assert json.loads(client.get_object(Bucket=bucket, Key="app.db.s3vfs-lease")["Body"].read()) == json.loads(lease_record())
+
+    r = tool("break-lease", url, input="y\n")
+    assert r.returncode == 0, r.stderr
+    assert "broke the lease" in r.stdout and "pid 4242" in r.stdout
+    lease = json.loads(client.get_object(Bucket=bucket, Key="app.db.s3vfs-lease")["Body"].read())
+    assert lease["released"] and lease["owner"] == "broken:w1", lease
+    assert info_fields(tool("info", url).stdout)["lease"].strip().startswith("free")
+    # Free already: nothing to do, nothing asked.
+    r = tool("break-lease", url)
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert "free already" in r.stdout
+    # Writers can write again.
+    assert query(bucket, "app.db", "insert into t(v) values ('after');\nselect count(*) from t where v = 'after';") == ["1"]
+
+    # --yes breaks without asking.
+    client.put_object(Bucket=bucket, Key="app.db.s3vfs-lease", Body=lease_record(owner="w2"))
+    r = tool("break-lease", "--yes", url)
+    assert r.returncode == 0 and "[y/N]" not in r.stderr, r.stderr
+    assert tool("rm", "--yes", url).returncode == 0
+    assert s3util.list_keys(bucket, "") == []
+
+
+def test_command_messages_name_options_not_uri_parameters(bucket, tmp_path):
+    uri_terms = ["bucket=", "endpoint=", "region=", "profile=", "S3VFS_BUCKET"]
+
+    def says(r, code, *phrases):
+        fails(r, code, *phrases)
+        assert not any(t in r.stderr for t in uri_terms), r.stderr
+
+    says(tool("ls", f"s3://{bucket}", "--endpoint", "localhost:9"), 2, "expected e.g. --endpoint http://127.0.0.1:9000")
+    says(tool("ls", f"s3://{bucket}", "--endpoint", "http://127.0.0.1:9"), 1, "check --endpoint / AWS_ENDPOINT_URL_S3")
+    says(tool("info", "s3://no-such-bucket-s3vfs/x.db"), 2, "fix the bucket in the URL (and --endpoint / --region)")
+    bare = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AWS_ENDPOINT_URL_S3": s3util.endpoint()}
+    says(tool("ls", f"s3://{bucket}", "--profile", "nobody", env=bare), 2, "add profile [nobody]", "AWS_PROFILE or --profile")
+    local_db(tmp_path / "a.db", 0.05)
+    says(tool("import", tmp_path / "a.db", f"s3://{bucket}/a.db", "--block-size", "lots"), 2,
+         "block_size 'lots' is not a positive integer", "set by --block-size or S3VFS_BLOCK_SIZE")
+    says(tool("ls", f"s3://{bucket}", "--concurrency", "0"), 2, "concurrency '0' must be an integer in 1..=256", "--concurrency")
 
 
 def test_refusals_change_nothing(bucket, tmp_path):

@@ -175,6 +175,14 @@ impl Bucket {
 }
 
 impl MemoryStore {
+    /// Another handle on the same bucket, as a trait object (a store factory's product).
+    pub fn fenced_view(&self) -> Arc<dyn ObjectStore> {
+        Arc::new(MemoryStore {
+            inner: self.inner.clone(),
+            fence: self.fence.clone(),
+        })
+    }
+
     /// Refuses a write once the fence is closed, as the S3 client does.
     fn check_fence(&self, key: &str) -> Result<()> {
         match &self.fence {
