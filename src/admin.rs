@@ -431,7 +431,7 @@ pub fn break_lease(db: &Location, owner: &str) -> Result<Broken> {
     }
     let released = LeaseRecord {
         owner: format!("broken:{}", current.owner),
-        host: hostname(),
+        host: lease::hostname(),
         pid: std::process::id(),
         expires_ms: lease::now_ms(),
         released: true,
@@ -445,16 +445,6 @@ pub fn break_lease(db: &Location, owner: &str) -> Result<Broken> {
             "the lease of {url} changed while it was being broken (renewed or taken over); nothing was changed (run break-lease again)"
         ))),
     }
-}
-
-/// This machine's name, recorded in a broken lease.
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]

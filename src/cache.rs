@@ -29,8 +29,13 @@ pub struct BlockCache {
     inner: Mutex<Inner>,
 }
 
+/// A cached block, its last-use tick and its ETag.
+type Entry = (Arc<Vec<u8>>, u64, Option<Arc<str>>);
+
 struct Inner {
-    map: HashMap<Key, (Arc<Vec<u8>>, u64)>,
+    /// Block, last-use tick, and the stored object's ETag when known (for a conditional
+    /// GET that moves no bytes when the block has not changed).
+    map: HashMap<Key, Entry>,
     /// Last-use tick → key; the smallest tick is evicted first.
     order: BTreeMap<u64, Key>,
     tick: u64,
@@ -70,7 +75,7 @@ impl BlockCache {
         let mut inner = self.lock();
         inner.tick += 1;
         let tick = inner.tick;
-        let Some((data, old)) = inner.map.get_mut(key) else {
+        let Some((data, old, _)) = inner.map.get_mut(key) else {
             stats::cache_miss();
             return None;
         };
@@ -88,6 +93,16 @@ impl BlockCache {
     }
 
     pub fn insert(&self, key: Key, data: Arc<Vec<u8>>) {
+        self.insert_tagged(key, data, None);
+    }
+
+    /// The ETag recorded with a cached block, without counting a hit or touching its age.
+    pub fn etag(&self, key: &Key) -> Option<Arc<str>> {
+        self.lock().map.get(key).and_then(|(_, _, e)| e.clone())
+    }
+
+    /// Caches a block with the ETag of the object it came from (when known).
+    pub fn insert_tagged(&self, key: Key, data: Arc<Vec<u8>>, etag: Option<Arc<str>>) {
         let mut inner = self.lock();
         if data.len() > inner.capacity {
             return;
@@ -97,7 +112,7 @@ impl BlockCache {
         let tick = inner.tick;
         inner.bytes += data.len();
         inner.order.insert(tick, key.clone());
-        inner.map.insert(key, (data, tick));
+        inner.map.insert(key, (data, tick, etag));
         inner.evict();
     }
 
@@ -122,7 +137,7 @@ impl BlockCache {
 
 impl Inner {
     fn remove(&mut self, key: &Key) {
-        if let Some((data, tick)) = self.map.remove(key) {
+        if let Some((data, tick, _)) = self.map.remove(key) {
             self.bytes -= data.len();
             self.order.remove(&tick);
         }
@@ -133,7 +148,7 @@ impl Inner {
             let Some((_, key)) = self.order.pop_first() else {
                 break;
             };
-            if let Some((data, _)) = self.map.remove(&key) {
+            if let Some((data, _, _)) = self.map.remove(&key) {
                 self.bytes -= data.len();
             }
         }

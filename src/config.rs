@@ -299,6 +299,9 @@ pub struct ProcessSettings {
     pub trace: bool,
     /// `S3VFS_LOG=off`: no stderr copy of errors (they still go to `sqlite3_log`).
     pub stderr_errors: bool,
+    /// `S3VFS_PRICE_CLASS_A` / `S3VFS_PRICE_CLASS_B`: US dollars per 1,000 requests of
+    /// each class, for `s3vfs_stats()`'s `cost_usd` (default: S3 Standard, us-east-1).
+    pub prices: crate::stats::Prices,
 }
 
 impl ProcessSettings {
@@ -307,13 +310,30 @@ impl ProcessSettings {
         ProcessSettings {
             trace: env("S3VFS_TRACE").is_some_and(|v| v != "0"),
             stderr_errors: env("S3VFS_LOG").as_deref() != Some("off"),
+            prices: {
+                let d = crate::stats::Prices::default();
+                let price = |name: &str, default: f64| {
+                    env(name)
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .filter(|p| p.is_finite() && *p >= 0.0)
+                        .unwrap_or(default)
+                };
+                crate::stats::Prices {
+                    class_a: price("S3VFS_PRICE_CLASS_A", d.class_a),
+                    class_b: price("S3VFS_PRICE_CLASS_B", d.class_b),
+                }
+            },
         }
     }
 }
 
 /// The process settings, from the process environment at first use.
 pub fn process() -> &'static ProcessSettings {
-    static SETTINGS: Lazy<ProcessSettings> = Lazy::new(|| ProcessSettings::resolve(&process_env));
+    static SETTINGS: Lazy<ProcessSettings> = Lazy::new(|| {
+        let s = ProcessSettings::resolve(&process_env);
+        crate::stats::set_prices(s.prices);
+        s
+    });
     &SETTINGS
 }
 

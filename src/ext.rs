@@ -270,6 +270,8 @@ fn version(ctx: *mut sqlite3_context, _: &[*mut sqlite3_value]) -> Result<()> {
 
 /// `s3vfs_stats()`: request counters since load (or the last reset), as JSON.
 fn stats_json(ctx: *mut sqlite3_context, _: &[*mut sqlite3_value]) -> Result<()> {
+    // The process settings carry the price table for `cost_usd`.
+    let _ = crate::config::process();
     api::result_text(ctx, stats::json())
 }
 

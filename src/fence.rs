@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct Fence {
     base: Instant,
-    /// Microseconds after `base` until which writes may be sent; 0 = closed.
+    /// One more than the microseconds after `base` until which writes may be sent;
+    /// 0 = closed.
     until_us: AtomicU64,
 }
 
@@ -38,7 +39,7 @@ impl Fence {
     /// Opens (or extends) the fence until `deadline`.
     pub fn open_until(&self, deadline: Instant) {
         let us = deadline.saturating_duration_since(self.base).as_micros() as u64;
-        self.until_us.store(us.max(1), Ordering::Release);
+        self.until_us.store(us + 1, Ordering::Release);
     }
 
     /// Closes the fence: no write may be sent until the lease is taken again.
@@ -52,6 +53,7 @@ impl Fence {
         if until == 0 {
             return None;
         }
+        let until = until - 1;
         let now = self.base.elapsed().as_micros() as u64;
         (until > now).then(|| Duration::from_micros(until - now))
     }

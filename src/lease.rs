@@ -115,7 +115,8 @@ fn new_owner() -> String {
     )
 }
 
-fn hostname() -> String {
+/// This machine's name, as lease records carry it.
+pub fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_string())

@@ -4,11 +4,13 @@
 //! Layers, each in its own file, data flowing one way (a module uses only those before it):
 //!
 //! 1. `codes` (SQLite's vocabulary), `error` (the one error type and its SQLite code),
-//!    `logging` (where log lines go), `stats`, `parallel`
+//!    `logging` (where log lines go), `fence` (write deadlines), `stats`, `cache` (the
+//!    process-wide block cache), `parallel`
 //! 2. `config` (URI + environment + AWS files → where a database lives and its settings)
 //! 3. `s3` (signed HTTP requests to one bucket)
 //! 4. `object_store` (the storage seam: S3, or memory in unit tests)
-//! 5. `layout` (every key of a database), `header` (the SQLite header), `cache`
+//! 5. `layout` (every key of a database), `header` (the SQLite header), `prefetch`
+//!    (which blocks to fetch ahead of SQLite's reads)
 //! 6. `store` (files as blocks), `lease` (the writer lease), `readers` (reader marks)
 //! 7. `lock` (SQLite's locks over the lease), `journal` (journal order and cleanup),
 //!    `shm` (the WAL index of databases in WAL mode, in process memory)
@@ -35,6 +37,7 @@ pub mod lock;
 pub mod logging;
 pub mod object_store;
 pub mod parallel;
+pub mod prefetch;
 pub mod readers;
 pub mod s3;
 pub mod shm;

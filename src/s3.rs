@@ -98,6 +98,17 @@ fn content_md5(body: &[u8]) -> (&'static str, String) {
     )
 }
 
+/// What a conditional GET (`If-None-Match`) found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fetched {
+    /// The object still has the ETag given (HTTP 304, no body).
+    NotModified,
+    /// No object at the key.
+    Missing,
+    /// The object's bytes and ETag (`None` when the server sent none).
+    Found { data: Vec<u8>, etag: Option<String> },
+}
+
 /// The precondition of a conditional PUT (S3's compare-and-swap).
 #[derive(Clone, Copy, Debug)]
 pub enum Condition<'a> {
@@ -172,6 +183,34 @@ impl S3Client {
         stats::error();
         Err(Error::Corrupt(format!(
             "PUT s3://{}/{key} was acknowledged with an ETag that is not the MD5 of the bytes sent, {INTEGRITY_ATTEMPTS} times: the server did not store them; this write failed",
+            self.cfg.bucket
+        )))
+    }
+
+    /// GET an object unless its ETag is still `known` (`If-None-Match`: a 304 answer has
+    /// no body). A body that contradicts its ETag is fetched again, then reported.
+    pub fn get_if_changed(&self, key: &str, known: Option<&str>) -> Result<Fetched> {
+        let cond: Vec<(&str, String)> = known
+            .map(|e| vec![("if-none-match", e.to_string())])
+            .unwrap_or_default();
+        for _ in 0..INTEGRITY_ATTEMPTS {
+            let r = self.send(Op::Get, "GET", key, &[], &cond, &[])?;
+            match r.status {
+                304 => return Ok(Fetched::NotModified),
+                200 if r.etag_contradicts(&r.body) => stats::retry(),
+                200 => {
+                    return Ok(Fetched::Found {
+                        data: r.body,
+                        etag: r.etag,
+                    })
+                }
+                404 if error_code(&r.body) == "NoSuchKey" => return Ok(Fetched::Missing),
+                _ => return Err(self.s3_error("GET", key, &r)),
+            }
+        }
+        stats::error();
+        Err(Error::Corrupt(format!(
+            "GET s3://{}/{key} returned bytes that do not match the object's ETag (MD5) {INTEGRITY_ATTEMPTS} times: the data is damaged between the server and this process (a proxy or network corrupting bodies?); nothing was read",
             self.cfg.bucket
         )))
     }

@@ -16,8 +16,9 @@ use crate::cache::{Key, CACHE};
 use crate::error::Result;
 use crate::header::header_size;
 use crate::layout::{block_key, block_of, blocks_prefix};
-use crate::object_store::ObjectStore;
+use crate::object_store::{Fetched, ObjectStore};
 use crate::parallel::{par_map, DEFAULT_CONCURRENCY};
+use crate::prefetch::{Geometry, Prefetcher};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -36,9 +37,6 @@ pub const DIRTY_LIMIT: usize = 32 << 20;
 /// Rounds of parallel PUTs between two lease checks in a long flush.
 const FLUSH_ROUNDS_PER_CHECK: usize = 16;
 
-/// Most blocks fetched ahead of a sequential reader in one batch.
-const MAX_READAHEAD: u64 = 256;
-
 /// One file (a database or a journal) stored as blocks.
 pub struct BlockFile {
     store: Arc<dyn ObjectStore>,
@@ -53,11 +51,8 @@ pub struct BlockFile {
     /// Blocks written but not yet PUT: their complete new content.
     dirty: BTreeMap<u64, Vec<u8>>,
     dirty_bytes: usize,
-    /// The last block of the previous read, the readahead window that grows while reads
-    /// stay sequential, and the last block fetched ahead so far.
-    last_read: Option<u64>,
-    window: u64,
-    ahead_until: u64,
+    /// What to fetch ahead of the reads (see `prefetch.rs`).
+    prefetch: Prefetcher,
     /// A main database: every block inside the size its header vouches for must be stored
     /// whole. (A journal may legitimately miss blocks after a crash: SQLite reads them as
     /// zeros and stops its playback there.)
@@ -83,9 +78,7 @@ impl BlockFile {
             size: None,
             dirty: BTreeMap::new(),
             dirty_bytes: 0,
-            last_read: None,
-            window: 0,
-            ahead_until: 0,
+            prefetch: Prefetcher::default(),
             whole_blocks: false,
         }
     }
@@ -94,6 +87,7 @@ impl BlockFile {
     /// its size is reported as damage instead of being read as zeros.
     pub fn with_whole_blocks(mut self) -> BlockFile {
         self.whole_blocks = true;
+        self.prefetch.btree = true;
         self
     }
 
@@ -241,27 +235,89 @@ impl BlockFile {
             .is_empty())
     }
 
-    /// Starts a read transaction: fetches block 0 and, when its first 100 bytes (which
-    /// hold the change counter) differ from the cached copy, drops this file's cached
-    /// blocks. Returns those 100 bytes (fewer when block 0 is short or missing).
-    pub fn revalidate(&mut self) -> Result<Vec<u8>> {
+    /// True when block 0 exists (one HEAD). For a journal this is exactly what the
+    /// hot-journal rule needs: without block 0 its header reads as zeros, never hot.
+    pub fn first_block_exists(&self) -> Result<bool> {
+        Ok(self.store.head(&self.key(0))?.is_some())
+    }
+
+    /// The length of block `index` if it exists (one HEAD).
+    pub fn block_len(&self, index: u64) -> Result<Option<u64>> {
+        self.store.head(&self.key(index))
+    }
+
+    /// Fetches block 0 (one GET) into the cache with its ETag, dropping this file's other
+    /// cached blocks when it changed; `None` when there is no block 0. An answer without
+    /// an ETag is not from S3 (a web server at the endpoint answers any GET with a page).
+    pub fn load_first_block(&mut self) -> Result<Option<Arc<Vec<u8>>>> {
+        match self.store.get_if_changed(&self.key(0), None)? {
+            Fetched::Found { etag: None, .. } => Err(crate::error::Error::S3 {
+                op: "GET",
+                bucket: self.store.bucket().to_string(),
+                key: self.key(0),
+                status: 200,
+                code: String::new(),
+                message: "the answer has no ETag, which every S3 object has".into(),
+            }),
+            Fetched::Found {
+                data,
+                etag: Some(etag),
+            } => Ok(Some(self.take_first_block(data, Some(etag.into())))),
+            _ => {
+                CACHE.drop_file(&self.file_id);
+                self.prefetch.reset(true);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Caches a fresh block 0, dropping the file's other cached blocks (and what the
+    /// prefetcher knew) when its header differs from the cached one.
+    fn take_first_block(&mut self, data: Vec<u8>, etag: Option<Arc<str>>) -> Arc<Vec<u8>> {
         let key = self.cache_key(0);
-        let fresh = self.store.get(&self.key(0))?;
-        let cached = CACHE.get(&key);
-        let same = match (&fresh, &cached) {
-            (Some(f), Some(c)) => f.get(..100) == c.get(..100),
-            _ => false,
-        };
+        let same = CACHE
+            .get(&key)
+            .is_some_and(|c| c.get(..100) == data.get(..100));
         if !same {
             CACHE.drop_file(&self.file_id);
         }
-        let header = fresh
-            .as_deref()
-            .map_or(Vec::new(), |f| f[..f.len().min(100)].to_vec());
-        if let Some(f) = fresh {
-            CACHE.insert(key, Arc::new(f));
-        }
-        Ok(header)
+        self.prefetch.reset(!same);
+        let data = Arc::new(data);
+        CACHE.insert_tagged(key, data.clone(), etag);
+        data
+    }
+
+    /// Starts a read transaction: asks for block 0 unless it is still the cached version
+    /// (a conditional GET: a 304 answer moves no body), and when its first 100 bytes
+    /// (which hold the change counter) differ from the cached copy, drops this file's
+    /// cached blocks. Returns those 100 bytes (fewer when block 0 is short or missing).
+    pub fn revalidate(&mut self) -> Result<Vec<u8>> {
+        let key = self.cache_key(0);
+        let cached = CACHE.get(&key);
+        let known = cached.as_ref().and_then(|_| CACHE.etag(&key));
+        let fresh = match self.store.get_if_changed(&self.key(0), known.as_deref())? {
+            Fetched::NotModified => {
+                self.prefetch.reset(false);
+                cached
+            }
+            Fetched::Found { data, etag } => {
+                Some(self.take_first_block(data, etag.map(Into::into)))
+            }
+            Fetched::Missing => {
+                CACHE.drop_file(&self.file_id);
+                self.prefetch.reset(true);
+                None
+            }
+        };
+        Ok(fresh.map_or(Vec::new(), |f| f[..f.len().min(100)].to_vec()))
+    }
+
+    /// The first 100 bytes of the cached block 0, if cached: the header as this process
+    /// last stored or fetched it.
+    pub fn cached_header(&self) -> Option<Vec<u8>> {
+        CACHE
+            .get(&self.cache_key(0))
+            .map(|f| f[..f.len().min(100)].to_vec())
     }
 
     /// Blocks by index: buffered writes first, then the cache, then parallel GETs of the
@@ -328,27 +384,14 @@ impl BlockFile {
         }
     }
 
-    /// The blocks to fetch ahead of a read of `first..=last`: the window doubles while
-    /// reads continue where the last one ended, and resets when they jump. Blocks are
-    /// fetched in batches, a new one only when less than half a window is left ahead:
-    /// topping up one block per read would cost one round trip per read again.
-    fn readahead(&mut self, first: u64, last: u64) -> Vec<u64> {
-        let max = MAX_READAHEAD.min((CACHE.capacity() as u64 / self.block_size / 4).max(1));
-        match self.last_read {
-            Some(prev) if first == prev + 1 => self.window = (self.window * 2).clamp(1, max),
-            Some(prev) if first == prev => {}
-            _ => {
-                self.window = 0;
-                self.ahead_until = 0;
-            }
+    /// How this file's blocks are laid out, for the prefetcher.
+    fn geometry(&self) -> Geometry {
+        Geometry {
+            block_size: self.block_size,
+            blocks: self.size.map(|s| s.div_ceil(self.block_size)),
+            concurrency: self.concurrency,
+            budget: (CACHE.capacity() as u64 / self.block_size / 4).max(1),
         }
-        self.last_read = Some(last);
-        // Only within the known size: blocks past the end do not exist.
-        let Some(size) = self.size else {
-            return Vec::new();
-        };
-        let end = size.div_ceil(self.block_size);
-        (last + 1..(last + 1 + self.window).min(end)).collect()
     }
 
     /// Fills `buf` from offset `off`. Missing bytes read as zeros; returns `true` when the
@@ -362,7 +405,8 @@ impl BlockFile {
         let b = self.block_size;
         let (first, last) = (off / b, (end - 1) / b);
         let indices: Vec<u64> = (first..=last).collect();
-        let ahead = self.readahead(first, last);
+        let geometry = self.geometry();
+        let ahead = self.prefetch.plan(off, buf.len(), first, last, geometry);
         let blocks = self.fetch(&indices, &ahead)?;
         let mut short = false;
         for (&i, data) in indices.iter().zip(blocks) {
@@ -381,6 +425,7 @@ impl BlockFile {
                 short = true;
             }
         }
+        self.prefetch.observe(off, buf);
         Ok(short)
     }
 
@@ -488,7 +533,11 @@ impl BlockFile {
                 let stored: usize = blocks.iter().map(|(_, d)| d.len()).sum();
                 self.dirty_bytes = self.dirty_bytes.saturating_sub(stored);
                 for (i, data) in blocks {
-                    CACHE.insert(self.cache_key(i), Arc::new(data));
+                    // S3's ETag of a single-PUT object is the MD5 of its bytes: block 0
+                    // is then revalidated with a 304. A wrong guess (KMS) only costs a
+                    // full GET.
+                    let etag = (i == 0).then(|| format!("\"{:x}\"", md5::compute(&data)).into());
+                    CACHE.insert_tagged(self.cache_key(i), Arc::new(data), etag);
                 }
                 Ok(())
             }

@@ -25,7 +25,7 @@ use crate::codes::{code, LockLevel, Locking, OpenKind};
 use crate::config::{self, Config, ProcessSettings, Target};
 use crate::error::{Error, Result};
 use crate::fence::Fence;
-use crate::header::is_database_start;
+use crate::header::{header_size, is_database_start};
 use crate::journal::{Journals, SharedFile};
 use crate::layout::{self, block_key, journal_name, DbId};
 use crate::lease::{ConditionalWrites, Lease};
@@ -341,7 +341,9 @@ impl S3Vfs {
             .is_some_and(|w| w.strong_count() > 0)
     }
 
-    /// Whether a file exists (at least one block, the sqlite-s3vfs rule). The answer for a
+    /// Whether a file exists: whether its block 0 does (one HEAD). A journal without
+    /// block 0 reads as a zero header, which SQLite never plays back, so for the hot-journal
+    /// check this is exact; SQLite only asks to then read the header. The answer for a
     /// journal was usually fetched already, in parallel with block 0, by the read
     /// transaction that asks.
     pub fn exists(&self, name: NameRef) -> Result<bool> {
@@ -367,7 +369,7 @@ impl S3Vfs {
             return Ok(v);
         }
         self.journals.settle(&id);
-        self.block_file(&cfg, name.text).exists()
+        self.block_file(&cfg, name.text).first_block_exists()
     }
 
     /// Logs an error (to `sqlite3_log` through the installed sink), keeps it for
@@ -448,36 +450,51 @@ fn check_header(header: &[u8], bucket: &str, name: &str) -> Result<()> {
     )))
 }
 
-/// Lists the first blocks of a main database: proves bucket, credentials and endpoint,
-/// and refuses a block size that does not match the blocks already stored.
+/// Reads block 0 of a main database (one GET, kept in the cache with its ETag for the
+/// first read transaction's conditional GET): proves bucket, credentials and endpoint,
+/// tells a new database from an existing one, and refuses a block size that does not
+/// match the blocks stored. Block 1 is asked about (one HEAD) only when block 0 is shorter
+/// than a block and its header does not say how large the database is. Never a listing,
+/// whatever the database's size.
 fn check_existing(file: &mut BlockFile, cfg: &Config, name: &str, flags: i32) -> Result<()> {
-    let first = file.first_blocks(2)?;
     let b = cfg.block_size;
     let where_ = format!("s3://{}/{name}", cfg.target.bucket);
-    match first.as_slice() {
-        [] if flags & crate::codes::open_flag::CREATE == 0 => Err(Error::NotFound(format!(
-            "no database at {where_} and this open may not create one (mode=ro or mode=rw): check the path, or open with mode=rwc"
-        ))),
-        [] => {
-            file.set_size_hint(0);
-            Ok(())
+    let Some(first) = file.load_first_block()? else {
+        if flags & crate::codes::open_flag::CREATE == 0 {
+            return Err(Error::NotFound(format!(
+                "no database at {where_} and this open may not create one (mode=ro or mode=rw): check the path, or open with mode=rwc"
+            )));
         }
-        [only] if only.index == 0 && only.len <= b => {
-            file.set_size_hint(only.len);
-            Ok(())
-        }
-        [first, ..] if first.index == 0 && first.len != b => {
-            // Another block size, or not a database at all: only the content tells.
-            if let Some(block) = file.get_block(0)? {
-                check_header(&block[..block.len().min(100)], &cfg.target.bucket, name)?;
-            }
-            Err(Error::Format(format!(
-                "the database at {where_} is stored in {}-byte blocks but block_size is {b}: open it with block_size={} (URI) or S3VFS_BLOCK_SIZE={}",
-                first.len, first.len, first.len
-            )))
-        }
-        _ => Ok(()),
+        file.set_size_hint(0);
+        return Ok(());
+    };
+    let len = first.len() as u64;
+    let header = &first[..first.len().min(100)];
+    let mismatch = || {
+        Err(Error::Format(format!(
+            "the database at {where_} is stored in {len}-byte blocks but block_size is {b}: open it with block_size={len} (URI) or S3VFS_BLOCK_SIZE={len}"
+        )))
+    };
+    if len > b {
+        // Another block size, or not a database at all: only the content tells.
+        check_header(header, &cfg.target.bucket, name)?;
+        return mismatch();
     }
+    if len == b || !is_database_start(header) {
+        // A full block fits; something that is not a database is refused by the first
+        // read transaction, which says so.
+        return Ok(());
+    }
+    // Shorter than a block: the last block, unless the database goes on past it.
+    let more = match header_size(header) {
+        Some(size) => size > len,
+        None => file.block_len(1)?.is_some(),
+    };
+    if more {
+        return mismatch();
+    }
+    file.set_size_hint(len);
+    Ok(())
 }
 
 /// What asking for a lock came to.
@@ -544,8 +561,15 @@ impl S3File {
 
     /// Flushes buffered writes; a database flushes its journal first.
     fn flush(&self) -> Result<()> {
+        // The journal is the writer's: a reader's unlock must not store another
+        // connection's buffered journal (it would cost PUTs while that one still writes).
+        let writer = self
+            .lock
+            .as_ref()
+            .is_none_or(|l| l.level >= LockLevel::Reserved);
         if let Some(lock) = &self.lock {
-            if self.file().dirty_bytes() > 0 || self.vfs.journals.has_dirty(&self.journal) {
+            let journal_dirty = writer && self.vfs.journals.has_dirty(&self.journal);
+            if self.file().dirty_bytes() > 0 || journal_dirty {
                 lock.ensure_writer()?;
             }
         }
@@ -559,7 +583,7 @@ impl S3File {
         };
         let mut file = self.file();
         match self.kind {
-            OpenKind::Database => {
+            OpenKind::Database if writer => {
                 self.vfs
                     .journals
                     .flush_database(&self.journal, &mut file, &keep_going)
@@ -569,14 +593,25 @@ impl S3File {
     }
 
     /// Starts a read transaction on a database: revalidates the cache through block 0
-    /// and, at the same time, learns whether the journal exists, for the hot-journal
-    /// check SQLite makes next.
+    /// (a conditional GET) and, at the same time, learns whether the journal's block 0
+    /// exists (a HEAD), for the hot-journal check SQLite makes next: one round trip.
     fn begin_read(&mut self) -> Result<()> {
         self.vfs.journals.settle(&self.journal);
+        // While this process holds the writer lease nobody else can have committed (the
+        // lease is exclusive, and this process's own commits went through the shared
+        // cache), and no journal can be hot (a writer holds RESERVED): no request at all.
+        if self.cfg.locking != Locking::None && self.fence.remaining().is_some() {
+            let cached = self.file().cached_header();
+            if let Some(header) = cached {
+                self.snapshot = header;
+                self.vfs.journals.hint_exists(&self.journal, false);
+                return Ok(());
+            }
+        }
         let jname = journal_name(&self.id.name);
         let jfile = self.vfs.block_file(&self.cfg, &jname);
         let (revalidated, exists) = std::thread::scope(|s| {
-            let probe = s.spawn(|| jfile.exists());
+            let probe = s.spawn(|| jfile.first_block_exists());
             let r = self.file().revalidate();
             (r, probe.join())
         });

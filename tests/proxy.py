@@ -7,6 +7,7 @@ like real S3's latency), count requests by kind, and fail requests on purpose.
     url, proxy = start("http://127.0.0.1:9000", delay=0.02)
     ... point clients at url ...
     proxy.counts  # {"GET": 3, "PUT": 2, "LIST": 1, ...}
+    proxy.max_in_flight  # most requests held at once (parallelism, not time)
     proxy.set(fail=lambda method, path, n: "reset" if n > 10 else None)
     proxy.stop()
 
@@ -52,6 +53,10 @@ class Proxy:
         self.judge = judge
         self.counts = {}
         self.total = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        # How many requests were in flight when each GET arrived (itself included).
+        self.get_concurrency = []
         self.lock = threading.Lock()
         self.server = None
 
@@ -62,6 +67,8 @@ class Proxy:
     def reset_counts(self):
         with self.lock:
             self.counts = {}
+            self.max_in_flight = 0
+            self.get_concurrency = []
 
     def requests(self):
         with self.lock:
@@ -84,6 +91,18 @@ def start(upstream, delay=0.0, fail=None, judge=None):
             pass
 
         def handle_any(self):
+            with proxy.lock:
+                proxy.in_flight += 1
+                proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                if classify(self.command, self.path) == "GET":
+                    proxy.get_concurrency.append(proxy.in_flight)
+            try:
+                self.handle_counted()
+            finally:
+                with proxy.lock:
+                    proxy.in_flight -= 1
+
+        def handle_counted(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             with proxy.lock:

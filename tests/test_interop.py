@@ -17,7 +17,7 @@ def peer(bucket, block_size):
         "s3",
         endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"],
         region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}),
+        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 10}),
     )
     return sqlite_s3vfs.S3VFS(bucket=s3.Bucket(bucket), block_size=block_size)
 

@@ -41,10 +41,11 @@ def test_one_row_commit_needs_at_most_eleven_requests(bucket):
     conn.execute("select s3vfs_stats_reset()")
     conn.execute("insert into t(v) values ('x')")
     s = sqlutil.stats(conn)
-    # Transaction start: GET block 0 + journal check; the writer lease (one conditional
-    # PUT to take it back, one to release it); journal PUTs, database PUTs, and the
-    # DELETE of journal block 0 (the rest of the journal goes in the background).
-    assert s["list"] == 1 and s["get"] == 1, s
+    # Transaction start: a conditional GET of block 0 (304) + a HEAD of journal block 0
+    # (was: a GET and a LIST); the writer lease (one conditional PUT to take it back, one
+    # to release it); journal PUTs, database PUTs, and the DELETE of journal block 0 (the
+    # rest of the journal goes in the background).
+    assert s["list"] == 0 and s["get"] == 1 and s["head"] == 1, s
     assert s["put"] <= 7 and s["delete"] <= 2, s
     assert s["requests"] <= 11, s
 
@@ -62,22 +63,27 @@ select v from t where id = {rows // 2};
 """)
         costs.append(s)
     small, big = costs
-    # One listing at open (bucket, credentials, block size), then one hot-journal check
-    # per read transaction (the schema is read in its own): never a listing of the data.
-    assert small["list"] == big["list"] <= 3, costs
+    # A GET of block 0 at open (bucket, credentials, block size, size), then per read
+    # transaction (the schema is read in its own) a conditional GET of block 0 and a HEAD
+    # of journal block 0: no listing at all (it was 3 LISTs before issue 13).
+    assert small["list"] == big["list"] == 0, costs
+    assert small["head"] == big["head"] == 2, costs
     # A fresh point query reads the B-tree path: one more level at 10 MB at most.
     assert big["get"] - small["get"] <= 1, costs
 
 
-def test_a_warm_repeated_query_revalidates_with_two_requests(bucket):
+def test_a_warm_repeated_query_revalidates_in_one_round_trip(bucket):
     make_db(bucket, "req/warm.db", 1)
     conn = sqlutil.connect("req/warm.db", bucket)
     conn.execute("select v from t where id = 500").fetchone()
     conn.execute("select s3vfs_stats_reset()")
     conn.execute("select v from t where id = 500").fetchone()
     s = sqlutil.stats(conn)
-    # Block 0 (change counter) and the hot-journal check, fetched in one round trip.
-    assert (s["get"], s["list"], s["requests"]) == (1, 1, 2), s
+    # Block 0 (change counter) by a conditional GET answered 304 (no body), and the
+    # hot-journal check by a HEAD of journal block 0, in one round trip (was a GET of the
+    # whole block and a LIST).
+    assert (s["get"], s["head"], s["list"], s["requests"]) == (1, 1, 0, 2), s
+    assert s["bytes_down"] == 0, s
 
 
 def test_a_full_scan_fetches_each_block_once(bucket):

@@ -6,7 +6,7 @@
 //! Every request is recorded (`"PUT key"`, `"DELETE key"`, ...), so a test can assert the
 //! order in which a protocol stores and deletes objects.
 
-use super::{CondPut, Condition, ObjectInfo, ObjectStore};
+use super::{CondPut, Condition, Fetched, ObjectInfo, ObjectStore};
 use crate::error::{Error, Result};
 use crate::fence::Fence;
 use std::collections::BTreeMap;
@@ -214,6 +214,17 @@ impl ObjectStore for MemoryStore {
     fn get_with_etag(&self, key: &str) -> Result<Option<(Vec<u8>, String)>> {
         self.request("GET", key)?;
         Ok(self.objects.lock().unwrap().get(key).cloned())
+    }
+    fn get_if_changed(&self, key: &str, known: Option<&str>) -> Result<Fetched> {
+        self.request("GET", key)?;
+        Ok(match self.objects.lock().unwrap().get(key).cloned() {
+            None => Fetched::Missing,
+            Some((_, etag)) if known == Some(etag.as_str()) => Fetched::NotModified,
+            Some((data, etag)) => Fetched::Found {
+                data,
+                etag: Some(etag),
+            },
+        })
     }
     fn get_range(&self, key: &str, start: u64, end: u64) -> Result<Option<Vec<u8>>> {
         self.request("GET", key)?;

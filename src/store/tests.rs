@@ -233,3 +233,33 @@ fn writing_past_the_lock_byte_page_fills_it_with_zeros() {
         ["db/0000016383", "db/0000016384", "db/0000016385"]
     );
 }
+
+#[test]
+fn revalidation_moves_nothing_when_block_0_is_unchanged() {
+    let store = Arc::new(MemoryStore::default());
+    let mut f = BlockFile::new(store.clone(), "db", 4096).with_whole_blocks();
+    store.poke("db/0000000000", &[1u8; 4096]);
+    store.poke("db/0000000001", &[2u8; 4096]);
+    assert_eq!(f.load_first_block().unwrap().unwrap().len(), 4096);
+    let mut page = vec![0u8; 4096];
+    f.read(&mut page, 4096).unwrap();
+    store.clear_requests();
+    assert_eq!(f.revalidate().unwrap(), vec![1u8; 100]);
+    f.read(&mut page, 4096).unwrap();
+    assert_eq!(
+        store.requests(),
+        ["GET db/0000000000"],
+        "answered 304, cache kept"
+    );
+    // Another writer changes block 0: the fresh copy comes back and the cache is dropped.
+    store.poke("db/0000000000", &[3u8; 4096]);
+    store.clear_requests();
+    assert_eq!(f.revalidate().unwrap(), vec![3u8; 100]);
+    f.read(&mut page, 4096).unwrap();
+    assert_eq!(
+        store.count("GET "),
+        2,
+        "block 1 fetched again after the change"
+    );
+    assert!(!f.first_block_exists().unwrap() || store.count("HEAD ") == 1);
+}

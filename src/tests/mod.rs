@@ -248,6 +248,7 @@ pub fn vfs_over(buckets: &[(&str, &Arc<MemoryStore>)], extra: &[(&str, &str)]) -
         ProcessSettings {
             trace: false,
             stderr_errors: false,
+            prices: Default::default(),
         },
         Box::new(move |k| env.get(k).cloned()),
         Box::new(move |t| {

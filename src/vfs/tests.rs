@@ -17,6 +17,7 @@ fn memory_vfs() -> &'static S3Vfs {
         ProcessSettings {
             trace: false,
             stderr_errors: false,
+            prices: Default::default(),
         },
         Box::new(env),
         Box::new(move |_| store.fenced_view()),
