@@ -19,30 +19,29 @@
 //! never syncs); taking the first lock starts a read transaction, which revalidates the
 //! shared block cache against block 0. Locks are enforced within the process by the lock
 //! table and across processes by the writer lease (`lock.rs`).
+//!
+//! What only WAL mode uses is in `vfs/wal.rs`; the checks of what is stored at a database's
+//! prefix before SQLite reads it, in `vfs/existing.rs`.
 
 use crate::cache::CACHE;
 use crate::codes::{code, LockLevel, Locking, OpenKind};
 use crate::config::{self, Config, ProcessSettings, Target};
 use crate::error::{Error, Result};
 use crate::fence::Fence;
-use crate::header::{header_size, is_database_start};
 use crate::journal::{Journals, SharedFile};
-use crate::layout::{self, block_key, journal_name, DbId};
+use crate::layout::{self, journal_name, DbId};
 use crate::lease::{ConditionalWrites, Lease};
-use crate::lock::{Lock, LockTable, Outcome, WalHold};
+use crate::lock::{Lock, LockTable, Outcome};
 use crate::logging;
 use crate::object_store::ObjectStore;
 use crate::s3::S3Client;
-use crate::shm::{ShmLock, ShmTable};
+use crate::shm::ShmTable;
 use crate::store::{BlockFile, DIRTY_LIMIT};
+use existing::{check_existing, check_header};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
-
-/// How long a database header's "not in WAL mode" stays usable for the `xAccess` of its
-/// WAL that SQLite makes right after taking the lock.
-const WAL_HINT_TTL: Duration = Duration::from_secs(2);
+use std::time::Instant;
 
 /// The environment a VFS resolves settings from (the process's, or a test's).
 pub type Env = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -300,45 +299,10 @@ impl S3Vfs {
         // only while the lease's fence is open.
         let file = self.fenced_file(&cfg, &db, name.text);
         self.journals.delete(&id.key(), file, log_cleanup_error)?;
-        if layout::owner_of(name.text).1 == OpenKind::Wal && self.locks.is_wal(&db.key()) {
-            // SQLite deletes a WAL when it was checkpointed completely and no connection
-            // uses it: at the last close, or on the way back to a rollback journal. Every
-            // block goes now, while the lease (which fences these deletes) is still held;
-            // then the lease goes.
-            self.journals.settle(&id.key());
-            self.locks.wal_done(&db.key())?;
+        if layout::owner_of(name.text).1 == OpenKind::Wal {
+            self.deleted_wal(&db, &id.key())?;
         }
         Ok(())
-    }
-
-    /// Takes (or keeps) the writer lease for a database going into WAL mode here: its WAL
-    /// index will live in this process's memory, so no other process may use it meanwhile.
-    fn hold_for_wal(&self, cfg: &Arc<Config>, db: &DbId) -> Result<()> {
-        let fence = self.locks.fence(&db.key());
-        let lease = || S3File::new_lease(cfg, self, db, &fence);
-        match self.locks.hold_for_wal(&db.key(), cfg.locking, lease)? {
-            WalHold::Held => Ok(()),
-            WalHold::Busy(holder) => Err(Error::Busy(wal_busy_message(&db.name, &holder))),
-        }
-    }
-
-    /// The process's one WAL file of identity `id`, made from `file` if none is open.
-    fn shared_wal(&self, id: &Arc<str>, file: BlockFile) -> SharedFile {
-        let mut wals = locked(&self.wals);
-        wals.retain(|_, w| w.strong_count() > 0);
-        if let Some(f) = wals.get(id).and_then(Weak::upgrade) {
-            return f;
-        }
-        let f = Arc::new(Mutex::new(file));
-        wals.insert(id.clone(), Arc::downgrade(&f));
-        f
-    }
-
-    /// Whether a WAL is open in this process.
-    fn wal_open(&self, id: &Arc<str>) -> bool {
-        locked(&self.wals)
-            .get(id)
-            .is_some_and(|w| w.strong_count() > 0)
     }
 
     /// Whether a file exists: whether its block 0 does (one HEAD). A journal without
@@ -350,20 +314,7 @@ impl S3Vfs {
         let (db, cfg) = self.owner(name)?;
         let id = db.sibling(name.text).key();
         if layout::owner_of(name.text).1 == OpenKind::Wal {
-            // Open here, or known absent because the database header just read says
-            // rollback mode (SQLite asks at the start of every read transaction in that
-            // mode: no request); otherwise block 0 decides, as deleting a WAL removes it
-            // first.
-            if self.wal_open(&id) {
-                return Ok(true);
-            }
-            let hint = locked(&self.no_wal_hints).remove(&db.key());
-            if hint.is_some_and(|at| at.elapsed() < WAL_HINT_TTL) {
-                return Ok(false);
-            }
-            self.journals.settle(&id);
-            let file = self.block_file(&cfg, name.text);
-            return Ok((self.stores)(&cfg.target).head(&file.key(0))?.is_some());
+            return self.wal_exists(&db, &cfg, &id, name.text);
         }
         if let Some(v) = self.journals.take_exists_hint(&id) {
             return Ok(v);
@@ -422,79 +373,11 @@ impl Default for S3Vfs {
     }
 }
 
-/// Why a database in WAL mode in another process cannot be used here.
-fn wal_busy_message(name: &str, holder: &crate::lease::LeaseRecord) -> String {
-    format!(
-        "s3vfs: {name} is in WAL mode and another process holds it (host {}, pid {}, lease until {} ms since the epoch): a WAL database is served by one process at a time, because its WAL index lives in that process's memory; no other process can read or write it until that one closes it (or converts it back with PRAGMA journal_mode=delete); set a busy_timeout to wait for it",
-        holder.host, holder.pid, holder.expires_ms
-    )
-}
-
 fn log_cleanup_error(e: &Error) {
     logging::log(
         code::IOERR_DELETE,
         &format!("{e} (while removing the rest of a deleted file; leftovers are harmless)"),
     );
-}
-
-/// Block 0 of a database must start with SQLite's header (or be all zeros, as SQLite
-/// leaves a database it has not written yet). Anything else at the prefix is not ours to
-/// read or overwrite: SQLite would only say "file is not a database" without saying where.
-fn check_header(header: &[u8], bucket: &str, name: &str) -> Result<()> {
-    if is_database_start(header) {
-        return Ok(());
-    }
-    Err(Error::Format(format!(
-        "s3://{bucket}/{} does not start with a SQLite header: this prefix holds something other than a SQLite database; check the path (nothing was changed)",
-        block_key(name, 0)
-    )))
-}
-
-/// Reads block 0 of a main database (one GET, kept in the cache with its ETag for the
-/// first read transaction's conditional GET): proves bucket, credentials and endpoint,
-/// tells a new database from an existing one, and refuses a block size that does not
-/// match the blocks stored. Block 1 is asked about (one HEAD) only when block 0 is shorter
-/// than a block and its header does not say how large the database is. Never a listing,
-/// whatever the database's size.
-fn check_existing(file: &mut BlockFile, cfg: &Config, name: &str, flags: i32) -> Result<()> {
-    let b = cfg.block_size;
-    let where_ = format!("s3://{}/{name}", cfg.target.bucket);
-    let Some(first) = file.load_first_block()? else {
-        if flags & crate::codes::open_flag::CREATE == 0 {
-            return Err(Error::NotFound(format!(
-                "no database at {where_} and this open may not create one (mode=ro or mode=rw): check the path, or open with mode=rwc"
-            )));
-        }
-        file.set_size_hint(0);
-        return Ok(());
-    };
-    let len = first.len() as u64;
-    let header = &first[..first.len().min(100)];
-    let mismatch = || {
-        Err(Error::Format(format!(
-            "the database at {where_} is stored in {len}-byte blocks but block_size is {b}: open it with block_size={len} (URI) or S3VFS_BLOCK_SIZE={len}"
-        )))
-    };
-    if len > b {
-        // Another block size, or not a database at all: only the content tells.
-        check_header(header, &cfg.target.bucket, name)?;
-        return mismatch();
-    }
-    if len == b || !is_database_start(header) {
-        // A full block fits; something that is not a database is refused by the first
-        // read transaction, which says so.
-        return Ok(());
-    }
-    // Shorter than a block: the last block, unless the database goes on past it.
-    let more = match header_size(header) {
-        Some(size) => size > len,
-        None => file.block_len(1)?.is_some(),
-    };
-    if more {
-        return mismatch();
-    }
-    file.set_size_hint(len);
-    Ok(())
 }
 
 /// What asking for a lock came to.
@@ -573,9 +456,7 @@ impl S3File {
                 lock.ensure_writer()?;
             }
         }
-        if self.kind == OpenKind::Wal && self.file().dirty_bytes() > 0 {
-            self.vfs.locks.ensure_wal_writer(&self.db_key)?;
-        }
+        self.ensure_wal_writer()?;
         // Between batches of a long flush the writer's lease is renewed as needed.
         let keep_going = || match &self.lock {
             Some(lock) => lock.ensure_writer(),
@@ -638,6 +519,9 @@ impl S3File {
         if self.readonly {
             return Err(Error::ReadOnly("the database was opened read-only".into()));
         }
+        if self.kind == OpenKind::Wal {
+            self.wal_write(off)?;
+        }
         self.file().write(data, off)?;
         // The size is read in its own statement: a guard held across the flush, which
         // locks the file again, would deadlock.
@@ -655,8 +539,10 @@ impl S3File {
         if self.kind == OpenKind::Database && self.file().known_size().is_some_and(|s| size >= s) {
             return Ok(());
         }
-        let journal = self.kind == OpenKind::Journal;
-        self.file().truncate(size, journal)
+        match self.kind {
+            OpenKind::Wal => self.truncate_wal(size),
+            kind => self.file().truncate(size, kind == OpenKind::Journal),
+        }
     }
 
     /// Stores every buffered block (in parallel; a database's journal first) and returns
@@ -713,11 +599,7 @@ impl S3File {
                 let _ = self.lock.as_mut().map(|l| l.unlock(LockLevel::None));
                 return Err(e);
             }
-            // Bytes 18 and 19 of the header are 2 in WAL mode: otherwise the WAL SQLite
-            // asks about next does not exist.
-            if self.snapshot.get(18..20) != Some(&[2, 2][..]) {
-                locked(&self.vfs.no_wal_hints).insert(self.id.key(), Instant::now());
-            }
+            self.vfs.note_header(&self.id.key(), &self.snapshot);
         }
         Ok(LockResult::Granted)
     }
@@ -787,37 +669,14 @@ impl S3File {
         flushed
     }
 
-    /// `xShmMap`: the address of region `index` of this database's WAL index, made when
-    /// `extend`; `None` when it does not exist and may not be made.
-    pub fn shm_map(&self, index: usize, size: usize, extend: bool) -> Result<Option<*mut u8>> {
-        let node = self.vfs.shm.get(&self.db_key);
-        let mut shm = locked(&node);
-        shm.map(self.handle, index, size, extend)
-            .map_err(|e| Error::Format(format!("s3vfs: {e} (for {})", self.id.name)))
-    }
-
-    /// `xShmLock` on this database's WAL index. Giving a slot up first stores what a
-    /// checkpoint wrote to the database (with `synchronous=OFF` SQLite never syncs it, and
-    /// the other connections of the process read the database from S3).
-    pub fn shm_lock(&self, offset: usize, n: usize, flags: i32) -> Result<ShmLock> {
-        if flags & crate::shm::flag::UNLOCK != 0 && self.file().dirty_bytes() > 0 {
-            self.flush()?;
-        }
-        let node = self.vfs.shm.get(&self.db_key);
-        let mut shm = locked(&node);
-        Ok(shm.lock(self.handle, offset, n, flags))
-    }
-
-    /// `xShmUnmap`: this connection is done with the WAL index; the last one drops it.
-    pub fn shm_unmap(&self) {
-        self.vfs.shm.unmap(&self.db_key, self.handle);
-    }
-
     /// The locking mode of this file's database.
     pub fn locking(&self) -> Locking {
         self.cfg.locking
     }
 }
+
+mod existing;
+mod wal;
 
 #[cfg(test)]
 mod tests;
