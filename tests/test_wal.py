@@ -257,6 +257,91 @@ def test_the_last_close_checkpoints_and_leaves_no_wal_objects(bucket):
     assert wal_keys(bucket, prefix) == []
 
 
+def wait_for_keys(bucket, prefix, expected, timeout=10):
+    """The listing under `prefix` once it is `expected` (background deletions finish)."""
+    deadline = time.monotonic() + timeout
+    while (got := s3util.list_objects(bucket, prefix)) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return got
+
+
+def wal_blocks(prefix, *sizes):
+    return [(f"{prefix}-wal/{i:010d}", n) for i, n in enumerate(sizes)]
+
+
+@pytest.mark.exact_requests
+def test_restart_and_truncate_checkpoints_leave_only_the_wal_blocks_in_use(bucket):
+    """RESTART copies the WAL into the database and leaves the WAL as it is; the next commit
+    starts it over: its block 0 alone first (the old header must not stay in front of new
+    frames), then the rest, and the blocks past its new end go in the background. TRUNCATE
+    deletes the WAL: block 0 at once, the rest in the background."""
+    prefix = "wal/restart.db"
+    s3util.load_ext()
+    puts = []
+    url, px = proxymod.start(s3util.endpoint(), delay=0.05)
+    px.set(fail=lambda method, path, n: puts.append((time.monotonic(), path)) if method == "PUT" else None)
+    try:
+        conn = sqlite3.connect(s3util.uri(prefix, bucket, endpoint=url), uri=True, isolation_level=None)
+        assert conn.execute("pragma journal_mode = wal").fetchone()[0] == "wal"
+        conn.execute("create table t(id integer primary key, v text)")
+        for i in range(12):
+            conn.execute("insert into t(v) values (?)", ("x" * 1000,))
+        frames = conn.execute("pragma wal_checkpoint(passive)").fetchone()[1]
+        wal_end = 32 + frames * (4096 + 24)
+        full, last = divmod(wal_end, 4096)
+        assert s3util.list_objects(bucket, prefix + "-wal/") == wal_blocks(prefix, *[4096] * full, last)
+
+        conn.execute("select s3vfs_stats_reset()")
+        assert conn.execute("pragma wal_checkpoint(restart)").fetchone() == (0, frames, frames)
+        s = sqlutil.stats(conn)
+        assert (s["put"], s["get"], s["delete"], s["list"], s["head"]) == (0, 0, 0, 0, 0), s
+        assert len(s3util.list_keys(bucket, prefix + "-wal/")) == full + 1, "RESTART leaves the WAL"
+
+        # The commit that starts the WAL over: one frame (header 32 + 24 + 4096 bytes).
+        conn.execute("select s3vfs_stats_reset()")
+        puts.clear()
+        conn.execute("insert into t(v) values ('restarted')")
+        assert [p.rsplit("/", 1)[1] for _, p in puts] == ["0000000000", "0000000001"], puts
+        assert puts[1][0] - puts[0][0] >= 0.04, "block 1 goes once block 0 is stored"
+        assert wait_for_keys(bucket, prefix + "-wal/", wal_blocks(prefix, 4096, 56)) == wal_blocks(prefix, 4096, 56)
+        s = sqlutil.stats(conn)
+        # Two PUTs, and the stale blocks 2.. in one DeleteObjects, off the commit's path.
+        assert (s["put"], s["get"], s["delete"], s["list"], s["head"]) == (2, 0, 1, 0, 0), s
+
+        # The next commit appends: one round trip of PUTs again.
+        conn.execute("select s3vfs_stats_reset()")
+        puts.clear()
+        conn.execute("insert into t(v) values ('appended')")
+        assert sorted(p.rsplit("/", 1)[1] for _, p in puts) == ["0000000001", "0000000002"], puts
+        assert abs(puts[1][0] - puts[0][0]) < 0.04, "in parallel"
+        assert s3util.list_objects(bucket, prefix + "-wal/") == wal_blocks(prefix, 4096, 4096, 80)
+
+        conn.execute("select s3vfs_stats_reset()")
+        assert conn.execute("pragma wal_checkpoint(truncate)").fetchone() == (0, 0, 0)
+        assert wait_for_keys(bucket, prefix + "-wal/", []) == []
+        s = sqlutil.stats(conn)
+        # The last leaf page into the database; block 0 of the WAL, then blocks 1 and 2
+        # in one DeleteObjects in the background.
+        assert (s["put"], s["get"], s["delete"], s["list"], s["head"]) == (1, 0, 2, 0, 0), s
+
+        # After TRUNCATE nothing old is stored: the new WAL's blocks go at once.
+        puts.clear()
+        conn.execute("insert into t(v) values ('after truncate')")
+        assert sorted(p.rsplit("/", 1)[1] for _, p in puts) == ["0000000000", "0000000001"], puts
+        assert abs(puts[1][0] - puts[0][0]) < 0.04, "in parallel"
+        assert conn.execute("select count(*) from t").fetchone()[0] == 15
+        assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+        pages = conn.execute("pragma page_count").fetchone()[0]
+        conn.close()
+        # The last close checkpoints and deletes the WAL: the database's blocks and its
+        # lease object are all that is left.
+        listing = s3util.list_objects(bucket, prefix)
+        assert listing[0][0] == f"{prefix}.s3vfs-lease", listing
+        assert listing[1:] == [(f"{prefix}/{i:010d}", 4096) for i in range(pages)], listing
+    finally:
+        px.stop()
+
+
 def test_journal_mode_delete_converts_back_and_a_fresh_process_opens_in_rollback_mode(bucket):
     prefix = "wal/back.db"
     conn = wal_db(bucket, prefix, rows=7)
@@ -308,20 +393,10 @@ def test_a_writer_killed_after_its_wal_commit_loses_nothing(bucket):
     assert wal_keys(bucket, prefix) == []
 
 
-CUT_WRITER = OPEN + textwrap.dedent("""
-    db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
-    db.execute("update t set v = upper(v)")
-    print("COMMITTED", flush=True)
-    db.close()
-    print("CLOSED", flush=True)
-""")
-
-
-# Crash points are counted requests: retries under injected faults would move them.
-@pytest.mark.exact_requests
-def test_a_wal_writer_killed_after_any_request_leaves_the_state_before_or_after(bucket, monkeypatch):
-    """Every request of a WAL writer's life: taking the lease, finding the WAL, the commit's
-    frame PUTs, the checkpoint at close, the WAL's deletion and the lease's release."""
+@pytest.fixture
+def crash_template(bucket):
+    """A WAL database of 60 rows across several pages, closed (no WAL objects left), for
+    the crash tests to copy: its prefix and its rows."""
     import test_crash
 
     template = "walcrash/template.db"
@@ -332,25 +407,53 @@ def test_a_wal_writer_killed_after_any_request_leaves_the_state_before_or_after(
     before = test_crash.rows(conn)
     conn.close()
     assert wal_keys(bucket, template) == [] and header_versions(bucket, template) == (2, 2)
-    after = [(i, v.upper()) for i, v in before]
+    return template, before
+
+
+def kill_after_each_request(bucket, template, script, args, states, monkeypatch, gated=False):
+    """Runs the writer `script` on copies of `template`, through a proxy: once to count its
+    requests, then once per request k, the connection reset after k requests and the writer
+    killed. A `gated` writer prints GATE when its setup is done and waits for a line on
+    stdin; only the requests after it count, up to its DONE (then it exits without closing).
+    After each kill another connection (of this process) opens the copy, waiting for the
+    dead writer's lease: integrity_check must be ok, the rows one of `states`, and no WAL
+    object left once it closed. Returns how many crash points ended in each state."""
+    import test_crash
+
     env = dict(os.environ, S3VFS_LEASE_SECONDS="1", S3VFS_LOG="off")
     monkeypatch.setenv("S3VFS_LEASE_SECONDS", "1")  # for the checking connections here
     client = s3util.boto3_client()
-
     url, px = proxymod.start(s3util.endpoint())
+
+    def start(prefix):
+        w = subprocess.Popen([sys.executable, "-c", script, s3util.LIB,
+                              s3util.uri(prefix, bucket, endpoint=url), *args],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, env=env)
+        if gated:
+            assert w.stdout.readline().strip() == "GATE"
+        return w
+
+    def go(w):
+        if gated:
+            w.stdin.write("go\n")
+            w.stdin.flush()
+
     try:
-        test_crash.copy_prefix(client, bucket, template, "walcrash/count.db")
-        w = subprocess.Popen([sys.executable, "-c", CUT_WRITER, s3util.LIB,
-                              s3util.uri("walcrash/count.db", bucket, endpoint=url)],
-                             stdout=subprocess.PIPE, text=True, env=env)
-        assert w.communicate(timeout=60)[0].split() == ["COMMITTED", "CLOSED"]
-        total = px.total
-        assert total >= 6, total
-        outcomes = {"before": 0, "after": 0}
+        test_crash.copy_prefix(client, bucket, template, f"{template}-count")
+        w = start(f"{template}-count")
+        base = px.total
+        go(w)
+        out = w.communicate(timeout=60)[0].split()
+        assert out[-1] == "DONE", out
+        total = px.total - base
+        assert total >= 2, total
+        outcomes = [0] * len(states)
         for k in range(1, total + 1):
-            prefix = f"walcrash/k{k}.db"
+            prefix = f"{template}-k{k}"
             test_crash.copy_prefix(client, bucket, template, prefix)
             cut = threading.Event()
+            w = start(prefix)
             base = px.total
 
             def cut_after_k(method, path, n, base=base, k=k, cut=cut):
@@ -360,9 +463,7 @@ def test_a_wal_writer_killed_after_any_request_leaves_the_state_before_or_after(
                 return None
 
             px.set(fail=cut_after_k)
-            w = subprocess.Popen([sys.executable, "-c", CUT_WRITER, s3util.LIB,
-                                  s3util.uri(prefix, bucket, endpoint=url)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            go(w)
             while w.poll() is None and not cut.wait(0.01):
                 pass
             w.send_signal(signal.SIGKILL)
@@ -378,10 +479,65 @@ def test_a_wal_writer_killed_after_any_request_leaves_the_state_before_or_after(
             assert integrity == "ok", (k, integrity)
             state = test_crash.rows(check)
             check.close()
-            assert state in (before, after), k
+            assert state in states, k
             assert wal_keys(bucket, prefix) == [], k
-            outcomes["before" if state == before else "after"] += 1
-        print(f"WAL: {total} crash points tried, all intact: {outcomes}")
-        assert outcomes["before"] > 0 and outcomes["after"] > 0
+            outcomes[states.index(state)] += 1
+        print(f"{total} crash points tried, all intact: {outcomes}")
+        return outcomes
     finally:
         px.stop()
+
+
+CUT_WRITER = OPEN + textwrap.dedent("""
+    db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
+    db.execute("update t set v = upper(v)")
+    print("COMMITTED", flush=True)
+    db.close()
+    print("CLOSED", flush=True)
+    print("DONE", flush=True)
+""")
+
+
+# Crash points are counted requests: retries under injected faults would move them.
+@pytest.mark.exact_requests
+def test_a_wal_writer_killed_after_any_request_leaves_the_state_before_or_after(
+        bucket, crash_template, monkeypatch):
+    """Every request of a WAL writer's life: taking the lease, finding the WAL, the commit's
+    frame PUTs, the checkpoint at close, the WAL's deletion and the lease's release."""
+    template, before = crash_template
+    after = [(i, v.upper()) for i, v in before]
+    outcomes = kill_after_each_request(bucket, template, CUT_WRITER, [], [before, after], monkeypatch)
+    assert all(outcomes), outcomes
+
+
+CHECKPOINT_WRITER = OPEN + textwrap.dedent("""
+    import os
+    db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
+    db.execute("update t set v = upper(v) where id <= 2 or id >= 59")  # first and last pages
+    print("GATE", flush=True)
+    sys.stdin.readline()
+    mode = sys.argv[3]
+    busy, log, done = db.execute("pragma wal_checkpoint(%s)" % mode).fetchone()
+    assert busy == 0 and log == done, (busy, log, done)
+    if mode in ("restart", "truncate"):
+        db.execute("insert into t(v) values ('after the checkpoint')")  # starts the WAL over
+        time.sleep(0.3)  # the blocks past the WAL's new end go in the background
+    print("DONE", flush=True)
+    os._exit(0)  # no close: its own checkpoint is the test above's
+""")
+
+
+@pytest.mark.exact_requests
+@pytest.mark.parametrize("mode", ["passive", "full", "restart", "truncate"])
+def test_a_wal_writer_killed_after_any_request_of_a_checkpoint_loses_no_commit(
+        bucket, crash_template, monkeypatch, mode):
+    """A commit in the WAL, then a checkpoint (and, after RESTART or TRUNCATE, the commit
+    that starts the WAL over): killed after each of those requests, the database has the
+    first commit, and the second one whole or not at all."""
+    template, before = crash_template
+    committed = [(i, v.upper() if i <= 2 or i >= 59 else v) for i, v in before]
+    restarted = committed + [(61, "after the checkpoint")]
+    states = [committed, restarted] if mode in ("restart", "truncate") else [committed]
+    outcomes = kill_after_each_request(bucket, template, CHECKPOINT_WRITER, [mode], states,
+                                       monkeypatch, gated=True)
+    assert outcomes[0] > 0, outcomes
