@@ -9,6 +9,7 @@ mod lease;
 mod lock;
 mod readers;
 mod vfs;
+mod wal;
 
 use crate::codes::{open_flag, LockLevel};
 use crate::config::ProcessSettings;
