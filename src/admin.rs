@@ -12,7 +12,7 @@
 use crate::codes::Locking;
 use crate::error::{Error, Result};
 use crate::header::{journal_may_be_hot, Header, HEADER_LEN};
-use crate::layout::{block_key, block_of, journal_name, lease_key, mark_of, marks_dir};
+use crate::layout::{block_key, block_of, journal_name, lease_key, mark_of, marks_dir, wal_name};
 use crate::layout::{blocks_prefix, split_block_key};
 use crate::lease::{self, Acquire, ConditionalWrites, Lease, LeaseRecord};
 use crate::object_store::{CondPut, Condition, ObjectInfo, ObjectStore};
@@ -143,8 +143,19 @@ pub struct Info {
     pub single_block: bool,
     /// Its rollback journal.
     pub journal: JournalState,
+    /// Its WAL's blocks, when any are stored.
+    pub wal: Option<WalFile>,
     /// Its writer lease.
     pub lease: LeaseState,
+}
+
+/// The blocks stored under a database's `<name>-wal/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalFile {
+    /// How many blocks.
+    pub blocks: usize,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 impl Info {
@@ -179,6 +190,7 @@ pub fn describe(db: &Location) -> Result<Info> {
         block_size: first[0].len,
         single_block: first.len() == 1,
         journal: journal_state(db)?,
+        wal: wal_file(db)?,
         lease: lease_state(db)?,
     })
 }
@@ -201,6 +213,21 @@ pub fn journal_state(db: &Location) -> Result<JournalState> {
         true => JournalState::Hot,
         false => JournalState::NotHot,
     })
+}
+
+/// The blocks of the WAL of the database at `db`, if any are stored.
+pub fn wal_file(db: &Location) -> Result<Option<WalFile>> {
+    let wal = wal_name(&db.key);
+    let blocks: Vec<ObjectInfo> = db
+        .store
+        .list(&blocks_prefix(&wal), None)?
+        .into_iter()
+        .filter(|o| block_of(&wal, &o.key).is_some())
+        .collect();
+    Ok((!blocks.is_empty()).then(|| WalFile {
+        blocks: blocks.len(),
+        bytes: blocks.iter().map(|o| o.size).sum(),
+    }))
 }
 
 /// A lease handle for `db` (not taken).

@@ -257,6 +257,28 @@ def test_the_last_close_checkpoints_and_leaves_no_wal_objects(bucket):
     assert wal_keys(bucket, prefix) == []
 
 
+def test_s3vfs_info_shows_the_journal_mode_the_wal_and_the_holder(bucket):
+    from test_tool import info_fields, tool
+
+    prefix = "wal/info.db"
+    url = f"s3://{bucket}/{prefix}"
+    conn = wal_db(bucket, prefix, rows=3)
+    r = tool("info", url)
+    assert r.returncode == 0, r.stderr
+    f = {k: v.strip() for k, v in info_fields(r.stdout).items()}
+    assert f["journal mode"].startswith("WAL (header bytes 18-19 = 2)"), f
+    blocks = s3util.list_objects(bucket, prefix + "-wal/")
+    assert f["wal"] == (f"{len(blocks)} blocks, {sum(n for _, n in blocks)} bytes ({url}-wal/): "
+                        "the lease holder has the database open"), f
+    assert f["lease"].startswith("held: ") and f"pid {os.getpid()}" in f["lease"], f
+    assert "in WAL mode" in f["lease"] and "SQLITE_BUSY" in f["lease"], f
+    conn.close()
+    f = {k: v.strip() for k, v in info_fields(tool("info", url).stdout).items()}
+    assert f["journal mode"].startswith("WAL"), f
+    assert f["wal"] == "none", f
+    assert f["lease"].startswith("free (last released by host"), f
+
+
 def wait_for_keys(bucket, prefix, expected, timeout=10):
     """The listing under `prefix` once it is `expected` (background deletions finish)."""
     deadline = time.monotonic() + timeout
