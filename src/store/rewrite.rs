@@ -17,8 +17,8 @@
 //! - **Truncation to nothing** (the `TRUNCATE` checkpoint) deletes block 0 now and the
 //!   rest in the background. Block 0 first: a WAL without its header is no WAL at all.
 //!
-//! Any later flush or truncation waits for a background deletion first, so a delete never
-//! lands after a PUT of the same block.
+//! Any later flush or truncation waits for a background deletion first, and so does dropping
+//! the handle, so a delete never lands after a PUT of the same block.
 
 use super::BlockFile;
 use crate::codes::code;
@@ -33,6 +33,15 @@ pub(super) struct Rewrite {
     stale_end: Option<u64>,
     /// Blocks being deleted in the background.
     deleting: Option<JoinHandle<()>>,
+}
+
+/// A file handle dropped while its blocks are being deleted waits for them: the thread must
+/// not outlive the handle and delete blocks that a later handle of the same file (the WAL
+/// of the next open) has stored meanwhile.
+impl Drop for BlockFile {
+    fn drop(&mut self) {
+        self.settle_deletes();
+    }
 }
 
 impl BlockFile {
