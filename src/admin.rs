@@ -5,9 +5,9 @@
 //! the keys of [`crate::layout`] and the header of [`crate::header`].
 //!
 //! Only objects a database owns are ever deleted: exact 10-digit block keys directly
-//! under `<name>/` and `<name>-journal/`, its lease object, and reader marks that parse
-//! as marks. Anything else under those prefixes (another database nested in it, a user's
-//! file, a key like `<name>/123`) is left alone.
+//! under `<name>/`, `<name>-journal/` and `<name>-wal/`, its lease object, and reader
+//! marks that parse as marks. Anything else under those prefixes (another database nested
+//! in it, a user's file, a key like `<name>/123`) is left alone.
 
 use crate::codes::Locking;
 use crate::error::{Error, Result};
@@ -54,7 +54,8 @@ impl FoundDb {
 
 /// The databases under `prefix` (a raw key prefix: `apps/` or `apps/a`), in key order. A
 /// database is a name with a block `0000000000`; only exact 10-digit block keys count,
-/// and `<X>-journal` of a database `X` is its journal, not another database. Headers are
+/// and `<X>-journal` and `<X>-wal` of a database `X` are its journal and WAL, not other
+/// databases. Headers are
 /// read `concurrency` at a time.
 pub fn discover(store: &dyn ObjectStore, prefix: &str, concurrency: usize) -> Result<Vec<FoundDb>> {
     // Per name: (index, length) of each block.
@@ -70,8 +71,9 @@ pub fn discover(store: &dyn ObjectStore, prefix: &str, concurrency: usize) -> Re
     let is_db = |blocks: &Vec<(u64, u64)>| blocks.iter().any(|&(i, _)| i == 0);
     let journals: Vec<String> = files
         .iter()
-        .filter(|(name, blocks)| is_db(blocks) && files.contains_key(&journal_name(name)))
-        .map(|(name, _)| journal_name(name))
+        .filter(|(_, blocks)| is_db(blocks))
+        .flat_map(|(name, _)| [journal_name(name), wal_name(name)])
+        .filter(|companion| files.contains_key(companion))
         .collect();
     let mut found: Vec<FoundDb> = files
         .iter()
@@ -308,6 +310,8 @@ pub struct RemovalPlan {
     pub blocks: Vec<ObjectInfo>,
     /// Its journal's blocks (under `<name>-journal/`).
     pub journal: Vec<ObjectInfo>,
+    /// Its WAL's blocks (under `<name>-wal/`).
+    pub wal: Vec<ObjectInfo>,
     /// Its reader marks.
     pub marks: Vec<String>,
     /// Whether its lease object exists.
@@ -326,14 +330,19 @@ impl RemovalPlan {
 
     /// Objects deleted in all.
     pub fn objects(&self) -> usize {
-        self.blocks.len() + self.journal.len() + self.marks.len() + usize::from(self.lease)
+        self.blocks.len()
+            + self.journal.len()
+            + self.wal.len()
+            + self.marks.len()
+            + usize::from(self.lease)
     }
 
     /// The deletes in order, each a batch: the journal's block 0 (a journal without it
-    /// is never hot), the database's block 0 (without it there is no database), the rest
-    /// in batches of [`DELETE_BATCH`], the lease last (it keeps writers out meanwhile).
+    /// is never hot), the WAL's (a WAL without its header is no WAL), the database's block
+    /// 0 (without it there is no database), the rest in batches of [`DELETE_BATCH`], the
+    /// lease last (it keeps writers out meanwhile).
     pub fn steps(&self) -> Vec<Vec<String>> {
-        let firsts: Vec<&ObjectInfo> = [&self.journal, &self.blocks]
+        let firsts: Vec<&ObjectInfo> = [&self.journal, &self.wal, &self.blocks]
             .into_iter()
             .filter_map(|group| group.iter().find(|o| o.key.ends_with("/0000000000")))
             .collect();
@@ -341,6 +350,7 @@ impl RemovalPlan {
         let rest: Vec<String> = self
             .journal
             .iter()
+            .chain(&self.wal)
             .chain(&self.blocks)
             .map(|o| o.key.clone())
             .chain(self.marks.iter().cloned())
@@ -368,6 +378,12 @@ pub fn plan_removal(db: &Location) -> Result<RemovalPlan> {
         .into_iter()
         .filter(|o| block_of(&journal_name, &o.key).is_some())
         .collect();
+    let wal_key = wal_name(&db.key);
+    let wal: Vec<ObjectInfo> = store
+        .list(&blocks_prefix(&wal_key), None)?
+        .into_iter()
+        .filter(|o| block_of(&wal_key, &o.key).is_some())
+        .collect();
     let marks: Vec<String> = store
         .list(&marks_dir(&db.key), None)?
         .into_iter()
@@ -377,7 +393,7 @@ pub fn plan_removal(db: &Location) -> Result<RemovalPlan> {
     let lease_key = lease_key(&db.key);
     let lease = store.head(&lease_key)?.is_some();
     let block0 = block_key(&db.key, 0);
-    if !blocks.iter().any(|o| o.key == block0) && journal.is_empty() && !lease {
+    if !blocks.iter().any(|o| o.key == block0) && journal.is_empty() && wal.is_empty() && !lease {
         let name = db.url();
         // Blocks without a block 0 are no database's either (a copy interrupted early).
         let left = match blocks.len() + others.len() {
@@ -392,6 +408,7 @@ pub fn plan_removal(db: &Location) -> Result<RemovalPlan> {
     Ok(RemovalPlan {
         blocks,
         journal,
+        wal,
         marks,
         lease,
         others: others.len(),
