@@ -415,6 +415,28 @@ def test_a_writer_killed_after_its_wal_commit_loses_nothing(bucket):
     assert wal_keys(bucket, prefix) == []
 
 
+def test_info_names_a_dead_writers_wal_and_rm_deletes_it(bucket):
+    from test_tool import info_fields, tool
+
+    prefix = "wal/dead.db"
+    url = f"s3://{bucket}/{prefix}"
+    env = dict(os.environ, S3VFS_LEASE_SECONDS="1", S3VFS_LOG="off")
+    w = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, s3util.LIB, s3util.uri(prefix, bucket), "5"],
+                         stdout=subprocess.PIPE, text=True, env=env)
+    assert w.stdout.readline().strip() == "COMMITTED"
+    w.send_signal(signal.SIGKILL)
+    w.wait()
+    time.sleep(1.5)  # the dead writer's lease runs out
+    blocks = s3util.list_objects(bucket, prefix + "-wal/")
+    f = {k: v.strip() for k, v in info_fields(tool("info", url).stdout).items()}
+    assert f["wal"].startswith(f"{len(blocks)} blocks, {sum(n for _, n in blocks)} bytes"), f
+    assert "left by a process that stopped" in f["wal"], f
+    assert f["lease"].startswith("free (expired"), f
+    r = tool("rm", "--yes", url)
+    assert r.returncode == 0, r.stderr
+    assert s3util.list_objects(bucket, "") == []
+
+
 @pytest.fixture
 def crash_template(bucket):
     """A WAL database of 60 rows across several pages, closed (no WAL objects left), for
