@@ -5,14 +5,14 @@
 //! the keys of [`crate::layout`] and the header of [`crate::header`].
 //!
 //! Only objects a database owns are ever deleted: exact 10-digit block keys directly
-//! under `<name>/` and `<name>-journal/`, its lease object, and reader marks that parse
-//! as marks. Anything else under those prefixes (another database nested in it, a user's
-//! file, a key like `<name>/123`) is left alone.
+//! under `<name>/`, `<name>-journal/` and `<name>-wal/`, its lease object, and reader
+//! marks that parse as marks. Anything else under those prefixes (another database nested
+//! in it, a user's file, a key like `<name>/123`) is left alone.
 
 use crate::codes::Locking;
 use crate::error::{Error, Result};
 use crate::header::{journal_may_be_hot, Header, HEADER_LEN};
-use crate::layout::{block_key, block_of, journal_name, lease_key, mark_of, marks_dir};
+use crate::layout::{block_key, block_of, journal_name, lease_key, mark_of, marks_dir, wal_name};
 use crate::layout::{blocks_prefix, split_block_key};
 use crate::lease::{self, Acquire, ConditionalWrites, Lease, LeaseRecord};
 use crate::object_store::{CondPut, Condition, ObjectInfo, ObjectStore};
@@ -55,7 +55,8 @@ impl FoundDb {
 
 /// The databases under `prefix` (a raw key prefix: `apps/` or `apps/a`), in key order. A
 /// database is a name with a block `0000000000`; only exact 10-digit block keys count,
-/// and `<X>-journal` of a database `X` is its journal, not another database. Headers are
+/// and `<X>-journal` and `<X>-wal` of a database `X` are its journal and WAL, not other
+/// databases. Headers are
 /// read `concurrency` at a time.
 pub fn discover(store: &dyn ObjectStore, prefix: &str, concurrency: usize) -> Result<Vec<FoundDb>> {
     // Per name: (index, length) of each block.
@@ -71,8 +72,9 @@ pub fn discover(store: &dyn ObjectStore, prefix: &str, concurrency: usize) -> Re
     let is_db = |blocks: &Vec<(u64, u64)>| blocks.iter().any(|&(i, _)| i == 0);
     let journals: Vec<String> = files
         .iter()
-        .filter(|(name, blocks)| is_db(blocks) && files.contains_key(&journal_name(name)))
-        .map(|(name, _)| journal_name(name))
+        .filter(|(_, blocks)| is_db(blocks))
+        .flat_map(|(name, _)| [journal_name(name), wal_name(name)])
+        .filter(|companion| files.contains_key(companion))
         .collect();
     let mut found: Vec<FoundDb> = files
         .iter()
@@ -144,8 +146,19 @@ pub struct Info {
     pub single_block: bool,
     /// Its rollback journal.
     pub journal: JournalState,
+    /// Its WAL's blocks, when any are stored.
+    pub wal: Option<WalFile>,
     /// Its writer lease.
     pub lease: LeaseState,
+}
+
+/// The blocks stored under a database's `<name>-wal/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalFile {
+    /// How many blocks.
+    pub blocks: usize,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 impl Info {
@@ -180,6 +193,7 @@ pub fn describe(db: &Location) -> Result<Info> {
         block_size: first[0].len,
         single_block: first.len() == 1,
         journal: journal_state(db)?,
+        wal: wal_file(db)?,
         lease: lease_state(db)?,
     })
 }
@@ -202,6 +216,21 @@ pub fn journal_state(db: &Location) -> Result<JournalState> {
         true => JournalState::Hot,
         false => JournalState::NotHot,
     })
+}
+
+/// The blocks of the WAL of the database at `db`, if any are stored.
+pub fn wal_file(db: &Location) -> Result<Option<WalFile>> {
+    let wal = wal_name(&db.key);
+    let blocks: Vec<ObjectInfo> = db
+        .store
+        .list(&blocks_prefix(&wal), None)?
+        .into_iter()
+        .filter(|o| block_of(&wal, &o.key).is_some())
+        .collect();
+    Ok((!blocks.is_empty()).then(|| WalFile {
+        blocks: blocks.len(),
+        bytes: blocks.iter().map(|o| o.size).sum(),
+    }))
 }
 
 /// A lease handle for `db` (not taken).
@@ -282,6 +311,8 @@ pub struct RemovalPlan {
     pub blocks: Vec<ObjectInfo>,
     /// Its journal's blocks (under `<name>-journal/`).
     pub journal: Vec<ObjectInfo>,
+    /// Its WAL's blocks (under `<name>-wal/`).
+    pub wal: Vec<ObjectInfo>,
     /// Its reader marks.
     pub marks: Vec<String>,
     /// Whether its lease object exists.
@@ -303,14 +334,19 @@ impl RemovalPlan {
 
     /// Objects deleted in all.
     pub fn objects(&self) -> usize {
-        self.blocks.len() + self.journal.len() + self.marks.len() + usize::from(self.lease)
+        self.blocks.len()
+            + self.journal.len()
+            + self.wal.len()
+            + self.marks.len()
+            + usize::from(self.lease)
     }
 
     /// The deletes in order, each a batch: the journal's block 0 (a journal without it
-    /// is never hot), the database's block 0 (without it there is no database), the rest
-    /// in batches of [`DELETE_BATCH`], the lease last (it keeps writers out meanwhile).
+    /// is never hot), the WAL's (a WAL without its header is no WAL), the database's block
+    /// 0 (without it there is no database), the rest in batches of [`DELETE_BATCH`], the
+    /// lease last (it keeps writers out meanwhile).
     pub fn steps(&self) -> Vec<Vec<String>> {
-        let firsts: Vec<&ObjectInfo> = [&self.journal, &self.blocks]
+        let firsts: Vec<&ObjectInfo> = [&self.journal, &self.wal, &self.blocks]
             .into_iter()
             .filter_map(|group| group.iter().find(|o| o.key.ends_with("/0000000000")))
             .collect();
@@ -318,6 +354,7 @@ impl RemovalPlan {
         let rest: Vec<String> = self
             .journal
             .iter()
+            .chain(&self.wal)
             .chain(&self.blocks)
             .map(|o| o.key.clone())
             .chain(self.marks.iter().cloned())
@@ -345,6 +382,12 @@ pub fn plan_removal(db: &Location) -> Result<RemovalPlan> {
         .into_iter()
         .filter(|o| block_of(&journal_name, &o.key).is_some())
         .collect();
+    let wal_key = wal_name(&db.key);
+    let wal: Vec<ObjectInfo> = store
+        .list(&blocks_prefix(&wal_key), None)?
+        .into_iter()
+        .filter(|o| block_of(&wal_key, &o.key).is_some())
+        .collect();
     let marks: Vec<String> = store
         .list(&marks_dir(&db.key), None)?
         .into_iter()
@@ -354,7 +397,7 @@ pub fn plan_removal(db: &Location) -> Result<RemovalPlan> {
     let lease_key = lease_key(&db.key);
     let lease = store.head(&lease_key)?.is_some();
     let block0 = block_key(&db.key, 0);
-    if !blocks.iter().any(|o| o.key == block0) && journal.is_empty() && !lease {
+    if !blocks.iter().any(|o| o.key == block0) && journal.is_empty() && wal.is_empty() && !lease {
         let name = db.url();
         // Blocks without a block 0 are no database's either (a copy interrupted early).
         let left = match blocks.len() + others.len() {
@@ -369,6 +412,7 @@ pub fn plan_removal(db: &Location) -> Result<RemovalPlan> {
     Ok(RemovalPlan {
         blocks,
         journal,
+        wal,
         marks,
         lease,
         others: others.len(),

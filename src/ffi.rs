@@ -263,6 +263,11 @@ unsafe extern "C" fn x_open(
                 }
                 code::OK
             }
+            // A WAL database in use by another process: SQLite's busy handler waits.
+            Err(Error::Busy(why)) => {
+                vfs.note(code::BUSY, &why);
+                code::BUSY
+            }
             Err(e) => vfs.report(e.sqlite_code(code::CANTOPEN), &e),
         }
     })
@@ -511,12 +516,69 @@ unsafe extern "C" fn x_sector_size(_f: *mut sqlite3_file) -> c_int {
 /// Writes become durable in the order SQLite makes them, because a database flush
 /// stores its journal first (see `journal.rs`); this lets SQLite skip its separate
 /// journal syncs. The journal's bytes are the same as without it.
+///
+/// Overwrites are power-safe: a block is replaced whole by one PUT that carries the bytes
+/// around the written range unchanged, or not at all. SQLite reads this from the database
+/// file when it opens a WAL, and then does not pad each commit to a sector with repeated
+/// frames. (For a rollback journal it changes nothing: the sector size SQLite assumes
+/// with it is 512, the value `xSectorSize` gives anyway.)
 unsafe extern "C" fn x_device_characteristics(_f: *mut sqlite3_file) -> c_int {
-    code::IOCAP_SEQUENTIAL
+    code::IOCAP_SEQUENTIAL | code::IOCAP_POWERSAFE_OVERWRITE
+}
+
+// The WAL index ("shared memory") of a database in WAL mode: in this process's memory,
+// per database identity (`shm.rs`). SQLite calls these on the main database's file only.
+
+unsafe extern "C" fn x_shm_map(
+    f: *mut sqlite3_file,
+    region: c_int,
+    size: c_int,
+    extend: c_int,
+    pp: *mut *mut c_void,
+) -> c_int {
+    fallible(code::IOERR_SHMMAP, f, |file| {
+        let p = file.shm_map(region.max(0) as usize, size.max(0) as usize, extend != 0)?;
+        // SAFETY: SQLite passes a valid out pointer. The address is of a region owned by
+        // the process's WAL index of this database, `size` bytes of interior-mutable
+        // memory that neither moves nor is freed while this connection has it mapped
+        // (only its xShmUnmap or xClose, after which SQLite no longer uses it, can drop
+        // the last mapping).
+        unsafe { *pp = p.map_or(std::ptr::null_mut(), |p| p as *mut c_void) };
+        Ok(code::OK)
+    })
+}
+
+unsafe extern "C" fn x_shm_lock(
+    f: *mut sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
+    fallible(code::IOERR_SHMLOCK, f, |file| {
+        if offset < 0 || n < 0 {
+            return Ok(code::IOERR_SHMLOCK);
+        }
+        Ok(match file.shm_lock(offset as usize, n as usize, flags)? {
+            crate::shm::ShmLock::Granted => code::OK,
+            crate::shm::ShmLock::Busy => code::BUSY,
+            crate::shm::ShmLock::Invalid => code::IOERR_SHMLOCK,
+        })
+    })
+}
+
+unsafe extern "C" fn x_shm_barrier(_f: *mut sqlite3_file) {
+    std::sync::atomic::fence(Ordering::SeqCst);
+}
+
+unsafe extern "C" fn x_shm_unmap(f: *mut sqlite3_file, _delete: c_int) -> c_int {
+    fallible(code::IOERR_SHMMAP, f, |file| {
+        file.shm_unmap();
+        Ok(code::OK)
+    })
 }
 
 static IO_METHODS: sqlite3_io_methods = sqlite3_io_methods {
-    iVersion: 1,
+    iVersion: 2,
     xClose: Some(x_close),
     xRead: Some(x_read),
     xWrite: Some(x_write),
@@ -529,10 +591,10 @@ static IO_METHODS: sqlite3_io_methods = sqlite3_io_methods {
     xFileControl: Some(x_file_control),
     xSectorSize: Some(x_sector_size),
     xDeviceCharacteristics: Some(x_device_characteristics),
-    xShmMap: None,
-    xShmLock: None,
-    xShmBarrier: None,
-    xShmUnmap: None,
+    xShmMap: Some(x_shm_map),
+    xShmLock: Some(x_shm_lock),
+    xShmBarrier: Some(x_shm_barrier),
+    xShmUnmap: Some(x_shm_unmap),
     xFetch: None,
     xUnfetch: None,
 };

@@ -96,7 +96,7 @@ impl Header {
     pub fn journal_mode(&self) -> String {
         match (self.write_version, self.read_version) {
             (1, 1) => "rollback journal (header bytes 18-19 = 1: DELETE, TRUNCATE, PERSIST, MEMORY or OFF)".into(),
-            (2, 2) => "WAL (header bytes 18-19 = 2): s3vfs cannot open it; switch it to journal_mode=delete".into(),
+            (2, 2) => "WAL (header bytes 18-19 = 2): served by one process at a time, which holds the lease while it has the database open".into(),
             (w, r) => format!("unknown (header bytes 18-19 = {w}, {r})"),
         }
     }

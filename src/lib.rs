@@ -13,7 +13,8 @@
 //!    (which blocks to fetch ahead of SQLite's reads)
 //! 6. `store` (files as blocks), `versions` (s3vfs's own old versions in a versioned
 //!    bucket), `lease` (the writer lease), `readers` (reader marks)
-//! 7. `lock` (SQLite's locks over the lease), `journal` (journal order and cleanup)
+//! 7. `lock` (SQLite's locks over the lease), `journal` (journal order and cleanup),
+//!    `shm` (the WAL index of databases in WAL mode, in process memory)
 //! 8. `vfs` (the safe VFS object: open files, identity, policy), `transfer`, `admin`
 //! 9. `ffi` (the C callbacks: the only `unsafe` beside the entry point), `ext` (entry
 //!    point and SQL functions)
@@ -40,6 +41,7 @@ pub mod parallel;
 pub mod prefetch;
 pub mod readers;
 pub mod s3;
+pub mod shm;
 pub mod stats;
 pub mod store;
 pub mod transfer;

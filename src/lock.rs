@@ -40,6 +40,13 @@ pub struct Entry {
     mark: Option<Mark>,
     /// The database's write fence, opened by the lease while this process holds it.
     fence: Arc<Fence>,
+    /// The process holds the lease because the database is in WAL mode here (from the
+    /// first WAL open to the WAL's deletion or the last connection's close).
+    wal: bool,
+    /// A background thread renews the lease while `wal` is set.
+    renewing: bool,
+    /// Connections (open database handles) of this process using the entry.
+    conns: u32,
     /// How many times this process took the lease after someone else's version
     /// ([`Acquire::Taken`]): another writer may have committed just before each.
     taken: u64,
@@ -48,8 +55,6 @@ pub struct Entry {
     linger_until: Option<Instant>,
     /// A keeper thread (see [`keep`]) is looking after this entry's lease.
     keeper: bool,
-    /// Connections of this process using the entry.
-    conns: u32,
     /// Waits for this process's background cleanup of the database's last journal: done
     /// before the lease is given up, so that cleanup can never delete blocks of the next
     /// writer's journal (see `journal.rs`).
@@ -178,6 +183,12 @@ fn keep(entry: Weak<Mutex<Entry>>) {
             let mut guard = locked(&strong);
             let e = &mut *guard;
             let writing = e.writing();
+            if e.wal {
+                // Held for WAL mode now: its own renewal thread looks after it.
+                e.keeper = false;
+                e.linger_until = None;
+                return;
+            }
             let Some(lease) = e.lease.as_mut().filter(|l| l.is_held()) else {
                 e.keeper = false;
                 e.linger_until = None;
@@ -218,8 +229,10 @@ fn keep(entry: Weak<Mutex<Entry>>) {
 }
 
 impl Drop for Lock {
-    /// The last connection of this process to a database gives up a lease kept for its
-    /// linger: a short-lived process must not leave the next writer waiting.
+    /// A connection closed without unlocking gives its locks (and a rollback writer's
+    /// lease) up here. The last connection of this process to a database gives up a
+    /// lease held for WAL mode or kept for its linger: a short-lived process must not
+    /// leave the next writer waiting.
     fn drop(&mut self) {
         if self.level > NONE {
             if let Err(err) = self.unlock(NONE) {
@@ -229,7 +242,9 @@ impl Drop for Lock {
         let mut e = locked(&self.entry);
         e.conns = e.conns.saturating_sub(1);
         if e.conns == 0 {
-            if let Err(err) = e.end_linger() {
+            // A lease held for WAL mode, or kept for its linger, goes with the last
+            // connection.
+            if let Err(err) = end_wal(&mut e).and_then(|()| e.end_linger()) {
                 log_release_failure(&err);
             }
             // The last cleanup of a versioned bucket's bookkeeping runs now, while the
@@ -242,6 +257,142 @@ impl Drop for Lock {
                         &format!("{err} (cleaning up old versions of this database's bookkeeping; the next writer tries again)"),
                     );
                 }
+            }
+        }
+    }
+}
+
+/// How holding the lease for WAL mode came out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WalHold {
+    /// The process holds the lease (or locking is off: nothing to hold).
+    Held,
+    /// Another process holds it.
+    Busy(LeaseRecord),
+}
+
+impl LockTable {
+    /// The database `db` is used in WAL mode by this process (its WAL is being opened):
+    /// takes the writer lease, if this process does not hold it yet, and keeps it, renewed
+    /// in the background, until [`LockTable::wal_done`] or the last connection's close.
+    ///
+    /// `taken_over` runs when the lease was taken from another writer's version: that
+    /// writer may have checkpointed pages without changing block 0 (in WAL mode SQLite
+    /// bumps the change counter only in commits that touch page 1), so nothing this
+    /// process cached of the database can be trusted.
+    pub fn hold_for_wal(
+        &self,
+        db: &Arc<str>,
+        locking: Locking,
+        new_lease: impl FnOnce() -> Lease,
+        taken_over: impl FnOnce(),
+    ) -> Result<WalHold> {
+        if locking == Locking::None {
+            return Ok(WalHold::Held);
+        }
+        let entry = self.entry(db);
+        let mut guard = locked(&entry);
+        let e = &mut *guard;
+        e.linger_until = None;
+        let lease = e.lease.get_or_insert_with(new_lease);
+        if !lease.is_held() {
+            match lease.acquire()? {
+                Acquire::Busy(holder) => return Ok(WalHold::Busy(holder)),
+                Acquire::Taken => {
+                    e.taken += 1;
+                    taken_over();
+                }
+                Acquire::Quick => {}
+            }
+        }
+        e.wal = true;
+        if !e.renewing {
+            e.renewing = true;
+            let term = lease.term();
+            let weak = Arc::downgrade(&entry);
+            drop(guard);
+            std::thread::spawn(move || renew_while_wal(weak, term));
+        }
+        Ok(WalHold::Held)
+    }
+
+    /// The WAL of `db` was deleted (checkpointed away at the last close, or the database
+    /// went back to a rollback journal): the lease goes, unless a connection is writing
+    /// in rollback mode right now (it goes when that connection unlocks).
+    pub fn wal_done(&self, db: &Arc<str>) -> Result<()> {
+        let entry = self.entry(db);
+        let mut e = locked(&entry);
+        end_wal(&mut e)
+    }
+
+    /// Whether this process holds `db`'s lease for WAL mode.
+    pub fn is_wal(&self, db: &Arc<str>) -> bool {
+        locked(&self.entry(db)).wal
+    }
+
+    /// Before a WAL write: the lease held for WAL mode must still be ours (renewed if a
+    /// third of its term has passed).
+    pub fn ensure_wal_writer(&self, db: &Arc<str>) -> Result<()> {
+        let entry = self.entry(db);
+        let mut e = locked(&entry);
+        if !e.wal {
+            return Ok(());
+        }
+        match e.lease.as_mut() {
+            Some(lease) => lease.ensure_held(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Leaves WAL mode in `e`: releases the lease unless a connection is a writer.
+fn end_wal(e: &mut Entry) -> Result<()> {
+    if !e.wal {
+        return Ok(());
+    }
+    e.wal = false;
+    if e.writing() {
+        Ok(())
+    } else {
+        e.release()
+    }
+}
+
+/// The renewal thread of a lease held for WAL mode: renews it when a third of its term
+/// has passed, until the process leaves WAL mode, the entry goes or the lease is lost.
+fn renew_while_wal(entry: std::sync::Weak<Mutex<Entry>>, term: std::time::Duration) {
+    let step = (term / 6).max(std::time::Duration::from_millis(20));
+    loop {
+        std::thread::sleep(step);
+        let Some(entry) = entry.upgrade() else { return };
+        let mut guard = locked(&entry);
+        let e = &mut *guard;
+        let wal = e.wal;
+        let Some(lease) = e.lease.as_mut().filter(|_| wal) else {
+            e.renewing = false;
+            return;
+        };
+        if !lease.is_held() {
+            e.renewing = false;
+            return;
+        }
+        if let Err(err) = lease.ensure_held() {
+            let lost = !lease.is_held();
+            crate::logging::log(
+                code::IOERR_LOCK,
+                &format!(
+                    "s3vfs: renewing the write lease of {} (WAL mode) failed: {err}{}",
+                    lease.db_name(),
+                    if lost {
+                        "; the lease is lost: every later write to this database fails"
+                    } else {
+                        "; retrying"
+                    }
+                ),
+            );
+            if lost {
+                e.renewing = false;
+                return;
             }
         }
     }
@@ -345,7 +496,9 @@ impl Lock {
             if e.reserved || e.pending || e.exclusive {
                 return Ok(Outcome::Busy);
             }
-            if self.locking != Locking::None {
+            // In WAL mode the process holds the lease already (see `hold_for_wal`).
+            let held_for_wal = e.wal && e.lease.as_ref().is_some_and(Lease::is_held);
+            if self.locking != Locking::None && !held_for_wal {
                 let e = &mut *e;
                 e.linger_until = None;
                 let lease = e.lease.get_or_insert_with(new_lease);
@@ -411,7 +564,9 @@ impl Lock {
         let mut released = Ok(());
         if self.level >= RESERVED && to < RESERVED {
             e.reserved = false;
-            if self.linger.is_zero() {
+            if e.wal {
+                // Kept while the database is in WAL mode here (see `hold_for_wal`).
+            } else if self.linger.is_zero() {
                 released = e.release();
             } else if e.lease.as_ref().is_some_and(Lease::is_held) {
                 // The keeper gives it up when the linger runs out.

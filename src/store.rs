@@ -57,6 +57,8 @@ pub struct BlockFile {
     /// whole. (A journal may legitimately miss blocks after a crash: SQLite reads them as
     /// zeros and stops its playback there.)
     whole_blocks: bool,
+    /// Written again from its start (see `rewrite.rs`).
+    rewrite: rewrite::Rewrite,
 }
 
 /// One stored block: its index and length.
@@ -80,6 +82,7 @@ impl BlockFile {
             dirty_bytes: 0,
             prefetch: Prefetcher::default(),
             whole_blocks: false,
+            rewrite: rewrite::Rewrite::default(),
         }
     }
 
@@ -506,6 +509,10 @@ impl BlockFile {
     /// (and stops, with the blocks still dirty, if the lease was lost).
     pub fn flush_with(&mut self, keep_going: &dyn Fn() -> Result<()>) -> Result<()> {
         let batch = self.concurrency * FLUSH_ROUNDS_PER_CHECK;
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        self.before_flush(keep_going)?;
         while !self.dirty.is_empty() {
             keep_going()?;
             let rest = match self.dirty.keys().nth(batch) {
@@ -516,6 +523,7 @@ impl BlockFile {
             self.dirty.extend(rest);
             result?;
         }
+        self.after_flush();
         Ok(())
     }
 
@@ -659,6 +667,8 @@ impl BlockFile {
         }
     }
 }
+
+mod rewrite;
 
 #[cfg(test)]
 mod tests;

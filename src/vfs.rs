@@ -19,23 +19,29 @@
 //! never syncs); taking the first lock starts a read transaction, which revalidates the
 //! shared block cache against block 0. Locks are enforced within the process by the lock
 //! table and across processes by the writer lease (`lock.rs`).
+//!
+//! What only WAL mode uses is in `vfs/wal.rs`; the checks of what is stored at a database's
+//! prefix before SQLite reads it, in `vfs/existing.rs`.
 
 use crate::cache::CACHE;
 use crate::codes::{code, LockLevel, Locking, OpenKind};
 use crate::config::{self, Config, ProcessSettings, Target};
 use crate::error::{Error, Result};
 use crate::fence::Fence;
-use crate::header::{header_size, is_database_start};
 use crate::journal::{Journals, SharedFile};
-use crate::layout::{self, block_key, journal_name, DbId};
+use crate::layout::{self, journal_name, DbId};
 use crate::lease::{ConditionalWrites, Lease};
 use crate::lock::{Lock, LockTable, Outcome};
 use crate::logging;
 use crate::object_store::ObjectStore;
 use crate::s3::S3Client;
+use crate::shm::ShmTable;
 use crate::store::{BlockFile, DIRTY_LIMIT};
+use existing::{check_existing, check_header};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
 
 /// The environment a VFS resolves settings from (the process's, or a test's).
 pub type Env = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -77,6 +83,14 @@ pub struct S3Vfs {
     locks: LockTable,
     probes: Arc<ConditionalWrites>,
     open: Mutex<Vec<OpenDb>>,
+    /// WAL indexes of databases in WAL mode (`shm.rs`).
+    shm: ShmTable,
+    /// Open WAL files, by identity: every connection of the process shares one, as they
+    /// would share one inode locally, so each sees the frames the others wrote.
+    wals: Mutex<HashMap<Arc<str>, Weak<Mutex<BlockFile>>>>,
+    /// Databases whose header, just read by a starting read transaction, says rollback
+    /// mode: their WAL does not exist (see `exists`).
+    no_wal_hints: Mutex<HashMap<Arc<str>, Instant>>,
     last_error: Mutex<Option<String>>,
     settings: ProcessSettings,
     env: Env,
@@ -105,6 +119,9 @@ impl S3Vfs {
             locks: LockTable::default(),
             probes: Arc::default(),
             open: Mutex::default(),
+            shm: ShmTable::default(),
+            wals: Mutex::default(),
+            no_wal_hints: Mutex::default(),
             last_error: Mutex::default(),
             settings,
             env,
@@ -224,6 +241,11 @@ impl S3Vfs {
                 CACHE.set_capacity(cfg.cache_size);
                 check_existing(&mut file, &cfg, name, req.flags)?;
             }
+            OpenKind::Wal => {
+                // A WAL deleted a moment ago may still be losing its last blocks.
+                self.journals.settle(&id.key());
+                self.hold_for_wal(&cfg, &db)?;
+            }
             OpenKind::Journal if req.flags & crate::codes::open_flag::CREATE != 0 => {
                 // SQLite creates a journal only to write a new one (it never creates over
                 // a hot journal: those are rolled back first), so it starts empty and
@@ -242,7 +264,10 @@ impl S3Vfs {
                 .with_linger(cfg.lease_linger)
                 .with_settle(settle)
         });
-        let file: SharedFile = Arc::new(Mutex::new(file));
+        let file: SharedFile = match kind {
+            OpenKind::Wal => self.shared_wal(&id.key(), file),
+            _ => Arc::new(Mutex::new(file)),
+        };
         if kind == OpenKind::Journal {
             self.journals.opened(&id.key(), &file);
         }
@@ -260,6 +285,7 @@ impl S3Vfs {
             handle,
             file,
             journal: db.sibling(&journal_name(&db.name)).key(),
+            db_key: db.key(),
             id,
             kind,
             readonly: req.flags & crate::codes::open_flag::READONLY != 0,
@@ -277,11 +303,16 @@ impl S3Vfs {
         // Deleting journal block 0 is the commit point: it is a write like any other, sent
         // only while the lease's fence is open.
         let file = self.fenced_file(&cfg, &db, name.text);
-        // A writer that keeps its lease after the commit (the linger) leaves the other
-        // blocks to its next journal (which overwrites most of them) or its release.
-        let defer = cfg.locking != Locking::None && !cfg.lease_linger.is_zero();
+        let wal = layout::owner_of(name.text).1 == OpenKind::Wal;
+        // A writer that keeps its lease after the commit (the linger) leaves a journal's
+        // other blocks to its next journal (which overwrites most of them) or its release.
+        let defer = !wal && cfg.locking != Locking::None && !cfg.lease_linger.is_zero();
         self.journals
-            .delete(&id.key(), file, log_cleanup_error, defer)
+            .delete(&id.key(), file, log_cleanup_error, defer)?;
+        if wal {
+            self.deleted_wal(&db, &id.key())?;
+        }
+        Ok(())
     }
 
     /// Whether a file exists: whether its block 0 does (one HEAD). A journal without
@@ -290,11 +321,11 @@ impl S3Vfs {
     /// journal was usually fetched already, in parallel with block 0, by the read
     /// transaction that asks.
     pub fn exists(&self, name: NameRef) -> Result<bool> {
-        if layout::owner_of(name.text).1 == OpenKind::Wal {
-            return Ok(false); // no xShm*: a WAL can never have been written in this layout
-        }
         let (db, cfg) = self.owner(name)?;
         let id = db.sibling(name.text).key();
+        if layout::owner_of(name.text).1 == OpenKind::Wal {
+            return self.wal_exists(&db, &cfg, &id, name.text);
+        }
         if let Some(v) = self.journals.take_exists_hint(&id) {
             return Ok(v);
         }
@@ -352,7 +383,8 @@ impl S3Vfs {
             .end_linger(&DbId::new(&cfg.target.id(), name).key());
     }
 
-    fn closed_database(&self, handle: u64) {
+    fn closed_database(&self, handle: u64, db: &Arc<str>) {
+        self.shm.unmap(db, handle);
         locked(&self.open).retain(|d| d.handle != handle);
         self.locks.prune();
     }
@@ -369,66 +401,6 @@ fn log_cleanup_error(e: &Error) {
         code::IOERR_DELETE,
         &format!("{e} (while removing the rest of a deleted file; leftovers are harmless)"),
     );
-}
-
-/// Block 0 of a database must start with SQLite's header (or be all zeros, as SQLite
-/// leaves a database it has not written yet). Anything else at the prefix is not ours to
-/// read or overwrite: SQLite would only say "file is not a database" without saying where.
-fn check_header(header: &[u8], bucket: &str, name: &str) -> Result<()> {
-    if is_database_start(header) {
-        return Ok(());
-    }
-    Err(Error::Format(format!(
-        "s3://{bucket}/{} does not start with a SQLite header: this prefix holds something other than a SQLite database; check the path (nothing was changed)",
-        block_key(name, 0)
-    )))
-}
-
-/// Reads block 0 of a main database (one GET, kept in the cache with its ETag for the
-/// first read transaction's conditional GET): proves bucket, credentials and endpoint,
-/// tells a new database from an existing one, and refuses a block size that does not
-/// match the blocks stored. Block 1 is asked about (one HEAD) only when block 0 is shorter
-/// than a block and its header does not say how large the database is. Never a listing,
-/// whatever the database's size.
-fn check_existing(file: &mut BlockFile, cfg: &Config, name: &str, flags: i32) -> Result<()> {
-    let b = cfg.block_size;
-    let where_ = format!("s3://{}/{name}", cfg.target.bucket);
-    let Some(first) = file.load_first_block()? else {
-        if flags & crate::codes::open_flag::CREATE == 0 {
-            return Err(Error::NotFound(format!(
-                "no database at {where_} and this open may not create one (mode=ro or mode=rw): check the path, or open with mode=rwc"
-            )));
-        }
-        file.set_size_hint(0);
-        return Ok(());
-    };
-    let len = first.len() as u64;
-    let header = &first[..first.len().min(100)];
-    let mismatch = || {
-        Err(Error::Format(format!(
-            "the database at {where_} is stored in {len}-byte blocks but block_size is {b}: open it with block_size={len} (URI) or S3VFS_BLOCK_SIZE={len}"
-        )))
-    };
-    if len > b {
-        // Another block size, or not a database at all: only the content tells.
-        check_header(header, &cfg.target.bucket, name)?;
-        return mismatch();
-    }
-    if len == b || !is_database_start(header) {
-        // A full block fits; something that is not a database is refused by the first
-        // read transaction, which says so.
-        return Ok(());
-    }
-    // Shorter than a block: the last block, unless the database goes on past it.
-    let more = match header_size(header) {
-        Some(size) => size > len,
-        None => file.block_len(1)?.is_some(),
-    };
-    if more {
-        return mismatch();
-    }
-    file.set_size_hint(len);
-    Ok(())
 }
 
 /// What asking for a lock came to.
@@ -448,6 +420,8 @@ pub struct S3File {
     /// This file's identity, and its database's journal's.
     id: DbId,
     journal: Arc<str>,
+    /// The identity of this file's database (its own, for a database).
+    db_key: Arc<str>,
     kind: OpenKind,
     readonly: bool,
     cfg: Arc<Config>,
@@ -505,6 +479,7 @@ impl S3File {
                 lock.ensure_writer()?;
             }
         }
+        self.ensure_wal_writer()?;
         // Between batches of a long flush the writer's lease is renewed as needed.
         let keep_going = || match &self.lock {
             Some(lock) => lock.ensure_writer(),
@@ -572,10 +547,14 @@ impl S3File {
         if self.readonly {
             return Err(Error::ReadOnly("the database was opened read-only".into()));
         }
-        if self.kind == OpenKind::Database {
+        match self.kind {
             // A write needs the file's size; a database's comes from its header (no
             // request when block 0 is cached) rather than from a listing.
-            self.file().database_size()?;
+            OpenKind::Database => {
+                self.file().database_size()?;
+            }
+            OpenKind::Wal => self.wal_write(off)?,
+            _ => {}
         }
         self.file().write(data, off)?;
         // The size is read in its own statement: a guard held across the flush, which
@@ -589,8 +568,15 @@ impl S3File {
 
     /// Shrinks the file.
     pub fn truncate(&mut self, size: u64) -> Result<()> {
-        let journal = self.kind == OpenKind::Journal;
-        self.file().truncate(size, journal)
+        // A checkpoint "truncates" the database to the size it already has: nothing to
+        // cut, and no listing needed to find out.
+        if self.kind == OpenKind::Database && self.file().known_size().is_some_and(|s| size >= s) {
+            return Ok(());
+        }
+        match self.kind {
+            OpenKind::Wal => self.truncate_wal(size),
+            kind => self.file().truncate(size, kind == OpenKind::Journal),
+        }
     }
 
     /// Stores every buffered block (in parallel; a database's journal first) and returns
@@ -647,6 +633,7 @@ impl S3File {
                 let _ = self.lock.as_mut().map(|l| l.unlock(LockLevel::None));
                 return Err(e);
             }
+            self.vfs.note_header(&self.id.key(), &self.snapshot);
         }
         Ok(LockResult::Granted)
     }
@@ -710,7 +697,7 @@ impl S3File {
                 // cleanup now rather than leave blocks behind (harmless, but untidy).
                 self.vfs.journals.settle(&self.journal);
                 self.vfs.journals.forget(&self.journal);
-                self.vfs.closed_database(self.handle);
+                self.vfs.closed_database(self.handle, &self.id.key());
             }
             _ => {}
         }
@@ -722,6 +709,9 @@ impl S3File {
         self.cfg.locking
     }
 }
+
+mod existing;
+mod wal;
 
 #[cfg(test)]
 mod tests;

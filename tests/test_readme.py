@@ -1,6 +1,6 @@
-"""The README's inline examples (the sqlite3 shell sessions and the first Python snippet) run
-as written, with only the bucket, endpoint and region pointed at the local server. The host
-examples that are files in examples/ are checked by test_hosts_*.py."""
+"""The README's inline examples (the sqlite3 shell sessions, the first Python snippet and the
+WAL mode one) run as written, with only the bucket, endpoint and region pointed at the local
+server. The host examples that are files in examples/ are checked by test_hosts_*.py."""
 
 import re
 import subprocess
@@ -64,3 +64,16 @@ def test_the_r2_provider_example_opens_with_region_auto(bucket):
     out = run_shell(r2, bucket, "create table t(x);\ninsert into t values ('via region=auto');\nselect x from t;\n")
     assert out == "via region=auto\n"
     assert s3util.list_keys(bucket, "apps/notes.db/") == ["apps/notes.db/0000000000", "apps/notes.db/0000000001"]
+
+
+def test_the_wal_mode_example_runs_as_written_and_leaves_no_wal_object(bucket):
+    snippet = re.search(r"^## WAL mode\n.*?```python\n(.*?)```", README, re.S | re.M).group(1)
+    r = subprocess.run([sys.executable, "-c", local(snippet, bucket)], capture_output=True, text=True,
+                       timeout=120, cwd=s3util.ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "wal\n1\n(0, 0, 0)\n"
+    assert s3util.list_keys(bucket, "apps/orders.db-wal/") == []
+    conn = sqlutil.connect("apps/orders.db", bucket)
+    assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("select item from orders").fetchall() == [("tea",)]
+    conn.close()

@@ -67,6 +67,8 @@ fn discovery_counts_only_exact_block_keys_and_folds_journals_in() {
     let store = MemoryStore::default();
     put_db(&store, "apps/a.db", 3);
     store.poke("apps/a.db-journal/0000000000", &[0; 512]);
+    store.poke("apps/a.db-wal/0000000000", &[0; 4096]);
+    store.poke("apps/a.db-wal/0000000001", &[0; 64]);
     put_db(&store, "apps/a.db/nested.db", 1);
     store.poke("apps/a.db/123", b"x");
     store.poke("apps/a.db/photos/cat.jpg", b"x");
@@ -107,6 +109,8 @@ fn removal_keeps_everything_that_is_not_the_databases() {
     put_db(&store, "app", 3);
     store.poke("app-journal/0000000000", &[0xd9; 512]);
     store.poke("app-journal/0000000001", &[1; 512]);
+    store.poke("app-wal/0000000000", &[2; 4096]);
+    store.poke("app-wal/0000000001", &[2; 64]);
     store.poke(&format!("{}1700000000000-r1", marks_dir("app")), b"{}");
     store.poke("app.s3vfs-lease", &lease_json(1, true));
     let keep = [
@@ -115,6 +119,7 @@ fn removal_keeps_everything_that_is_not_the_databases() {
         "app/123",
         "app/0000000000/0000000000",
         "app-journal/notes.txt",
+        "app-wal/0000000002/x",
         "app.s3vfs-readers/readme.txt",
         "app.dbx/0000000000",
         "apple/0000000000",
@@ -124,12 +129,17 @@ fn removal_keeps_everything_that_is_not_the_databases() {
     }
     let plan = plan_removal(&at(&store, "app")).unwrap();
     assert_eq!(
-        (plan.blocks.len(), plan.journal.len(), plan.marks.len()),
-        (3, 2, 1)
+        (
+            plan.blocks.len(),
+            plan.journal.len(),
+            plan.wal.len(),
+            plan.marks.len()
+        ),
+        (3, 2, 2, 1)
     );
     assert!(plan.lease);
     assert_eq!(plan.others, 4);
-    assert_eq!(plan.objects(), 7);
+    assert_eq!(plan.objects(), 9);
     assert_eq!(plan.bytes(), 3 * 4096);
 
     store.clear_requests();
@@ -149,8 +159,9 @@ fn removal_keeps_everything_that_is_not_the_databases() {
         deletes,
         [
             "DELETE app-journal/0000000000",
+            "DELETE app-wal/0000000000",
             "DELETE app/0000000000",
-            "DELETE_MANY app-journal/0000000001,app/0000000001,app/0000000002,app.s3vfs-readers/1700000000000-r1",
+            "DELETE_MANY app-journal/0000000001,app-wal/0000000001,app/0000000001,app/0000000002,app.s3vfs-readers/1700000000000-r1",
             "DELETE app.s3vfs-lease",
         ]
     );

@@ -1,7 +1,7 @@
 //! Unit tests of the block arithmetic, against the in-memory store.
 
 use super::*;
-use crate::object_store::memory::MemoryStore;
+use crate::object_store::memory::{Fault, MemoryStore};
 
 fn file(b: u64) -> (Arc<MemoryStore>, BlockFile) {
     let store = Arc::new(MemoryStore::default());
@@ -262,4 +262,88 @@ fn revalidation_moves_nothing_when_block_0_is_unchanged() {
         "block 1 fetched again after the change"
     );
     assert!(!f.first_block_exists().unwrap() || store.count("HEAD ") == 1);
+}
+
+#[test]
+fn a_file_written_again_from_its_start_stores_block_0_first_then_drops_the_stale_blocks() {
+    let (store, mut f) = file(4096);
+    f.write(&vec![1u8; 5 * 4096], 0).unwrap();
+    f.flush().unwrap();
+    store.clear_requests();
+    // A WAL restart: a new header at offset 0, then a frame after it.
+    f.rewrite_from_start().unwrap();
+    f.write(&[2u8; 32], 0).unwrap();
+    f.write(&vec![3u8; 4096], 32).unwrap();
+    assert_eq!(
+        store.requests(),
+        Vec::<String>::new(),
+        "no stale block is fetched"
+    );
+    f.flush().unwrap();
+    f.settle_deletes();
+    assert_eq!(
+        store.requests(),
+        [
+            "PUT db/0000000000",
+            "PUT db/0000000001",
+            "DELETE_MANY db/0000000002,db/0000000003,db/0000000004"
+        ]
+    );
+    assert_eq!(
+        sizes(&store),
+        [("db/0000000000".into(), 4096), ("db/0000000001".into(), 32)]
+    );
+    // Appending after that is an ordinary flush: every block at once.
+    store.clear_requests();
+    f.write(&vec![4u8; 4096], 4128).unwrap();
+    f.flush().unwrap();
+    assert_eq!(
+        store.requests(),
+        ["PUT db/0000000001", "PUT db/0000000002"],
+        "no block 0 first, no deletion"
+    );
+}
+
+#[test]
+fn a_restart_whose_block_0_was_not_stored_stores_nothing_after_it() {
+    let (store, mut f) = file(4096);
+    f.write(&vec![1u8; 3 * 4096], 0).unwrap();
+    f.flush().unwrap();
+    f.rewrite_from_start().unwrap();
+    f.write(&vec![2u8; 2 * 4096], 0).unwrap();
+    store.fail_next("PUT", "db/0000000000", Fault::Unavailable);
+    assert!(f.flush().is_err());
+    // The old header still leads old blocks only: a crash now replays the old WAL whole.
+    assert_eq!(store.peek("db/0000000001").unwrap(), vec![1u8; 4096]);
+    assert_eq!(store.peek("db/0000000002").unwrap(), vec![1u8; 4096]);
+    f.flush().unwrap();
+    f.settle_deletes();
+    assert_eq!(store.peek("db/0000000000").unwrap(), vec![2u8; 4096]);
+    assert_eq!(store.peek("db/0000000001").unwrap(), vec![2u8; 4096]);
+    assert_eq!(store.peek("db/0000000002"), None, "past the new end");
+}
+
+#[test]
+fn truncating_to_nothing_deletes_block_0_at_once_and_the_rest_in_the_background() {
+    let (store, mut f) = file(4096);
+    f.write(&vec![1u8; 4 * 4096], 0).unwrap();
+    f.flush().unwrap();
+    store.clear_requests();
+    f.truncate_in_background(0).unwrap();
+    assert_eq!(store.requests()[0], "DELETE db/0000000000");
+    f.settle_deletes();
+    assert_eq!(
+        store.requests(),
+        [
+            "DELETE db/0000000000",
+            "DELETE_MANY db/0000000001,db/0000000002,db/0000000003"
+        ]
+    );
+    assert!(store.keys().is_empty());
+    // Nothing old is stored: a new start goes in one round.
+    store.clear_requests();
+    f.write(&vec![5u8; 2 * 4096], 0).unwrap();
+    f.flush().unwrap();
+    assert_eq!(store.count("PUT "), 2);
+    assert_eq!(store.count("GET "), 0);
 }

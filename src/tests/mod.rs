@@ -11,6 +11,7 @@ mod lock;
 mod readers;
 mod versions;
 mod vfs;
+mod wal;
 
 use crate::codes::{open_flag, LockLevel};
 use crate::config::ProcessSettings;

@@ -1,5 +1,5 @@
-//! `s3vfs info`: one database's header, size, block size, journal and lease, as
-//! [`admin::describe`] reads them.
+//! `s3vfs info`: one database's header, size, block size, journal mode, journal, WAL and
+//! lease, as [`admin::describe`] reads them.
 
 use crate::options::{database, S3Options};
 use s3vfs::admin::{self, JournalState, LeaseState};
@@ -23,8 +23,25 @@ pub fn run(s3: &S3Options, url: &str) -> Result<()> {
             format!("present, not hot (a zeroed or partly deleted journal) ({name}-journal/)")
         }
     };
+    let wal_mode = h.is_wal();
+    let wal = match info.wal {
+        None => "none".to_string(),
+        Some(w) => format!(
+            "{} blocks, {} bytes ({name}-wal/): {}",
+            w.blocks,
+            w.bytes,
+            match info.lease {
+                LeaseState::Held(_) => "the lease holder has the database open",
+                _ => "left by a process that stopped before its last close; the next one to open the database recovers its commits",
+            }
+        ),
+    };
     let lease = match &info.lease {
         LeaseState::None => "none".to_string(),
+        LeaseState::Held(r) if wal_mode => format!(
+            "held: {} (in WAL mode: that process serves the database, other processes get SQLITE_BUSY until it closes it)",
+            admin::holder(r)
+        ),
         LeaseState::Held(r) => format!("held: {}", admin::holder(r)),
         LeaseState::Released(r) => {
             format!("free (last released by host {}, pid {})", r.host, r.pid)
@@ -51,6 +68,7 @@ pub fn run(s3: &S3Options, url: &str) -> Result<()> {
         ("schema format", h.schema_format.to_string()),
         ("written by", format!("SQLite {}", h.written_by())),
         ("journal", journal),
+        ("wal", wal),
         ("lease", lease),
     ];
     for (k, v) in rows {

@@ -16,6 +16,9 @@ fn what(plan: &RemovalPlan) -> String {
     if !plan.journal.is_empty() {
         what += &format!(", its journal ({})", count(plan.journal.len(), "block"));
     }
+    if !plan.wal.is_empty() {
+        what += &format!(", its WAL ({})", count(plan.wal.len(), "block"));
+    }
     if !plan.marks.is_empty() {
         what += &format!(", {}", count(plan.marks.len(), "reader mark"));
     }
