@@ -312,6 +312,14 @@ impl BlockFile {
         Ok(fresh.map_or(Vec::new(), |f| f[..f.len().min(100)].to_vec()))
     }
 
+    /// Starts a read transaction without asking S3 (the caller knows block 0 is current):
+    /// the cached header, if block 0 is cached, and the scans' positions forgotten.
+    pub fn reuse_header(&mut self) -> Option<Vec<u8>> {
+        let header = self.cached_header()?;
+        self.prefetch.reset(false);
+        Some(header)
+    }
+
     /// The first 100 bytes of the cached block 0, if cached: the header as this process
     /// last stored or fetched it.
     pub fn cached_header(&self) -> Option<Vec<u8>> {

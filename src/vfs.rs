@@ -25,9 +25,8 @@ use crate::codes::{code, LockLevel, Locking, OpenKind};
 use crate::config::{self, Config, ProcessSettings, Target};
 use crate::error::{Error, Result};
 use crate::fence::Fence;
-use crate::header::{header_size, is_database_start};
 use crate::journal::{Journals, SharedFile};
-use crate::layout::{self, block_key, journal_name, DbId};
+use crate::layout::{self, journal_name, DbId};
 use crate::lease::{ConditionalWrites, Lease};
 use crate::lock::{Lock, LockTable, Outcome};
 use crate::logging;
@@ -218,11 +217,15 @@ impl S3Vfs {
             (db.sibling(name), db, cfg)
         };
         let mut file = self.fenced_file(&cfg, &db, name);
+        let mut open_check = None;
         match kind {
             OpenKind::Database => {
                 file = file.with_whole_blocks();
                 CACHE.set_capacity(cfg.cache_size);
-                check_existing(&mut file, &cfg, name, req.flags)?;
+                let jname = journal_name(name);
+                self.journals.settle(&id.sibling(&jname).key());
+                let journal = self.block_file(&cfg, &jname);
+                open_check = open_database(&mut file, &journal, &cfg, name, req.flags)?;
             }
             OpenKind::Journal => {
                 // SQLite creates a journal only to write a new one (it never creates over
@@ -262,6 +265,7 @@ impl S3Vfs {
             cfg,
             lock,
             snapshot: Vec::new(),
+            open_check,
         })
     }
 
@@ -349,66 +353,6 @@ fn log_cleanup_error(e: &Error) {
     );
 }
 
-/// Block 0 of a database must start with SQLite's header (or be all zeros, as SQLite
-/// leaves a database it has not written yet). Anything else at the prefix is not ours to
-/// read or overwrite: SQLite would only say "file is not a database" without saying where.
-fn check_header(header: &[u8], bucket: &str, name: &str) -> Result<()> {
-    if is_database_start(header) {
-        return Ok(());
-    }
-    Err(Error::Format(format!(
-        "s3://{bucket}/{} does not start with a SQLite header: this prefix holds something other than a SQLite database; check the path (nothing was changed)",
-        block_key(name, 0)
-    )))
-}
-
-/// Reads block 0 of a main database (one GET, kept in the cache with its ETag for the
-/// first read transaction's conditional GET): proves bucket, credentials and endpoint,
-/// tells a new database from an existing one, and refuses a block size that does not
-/// match the blocks stored. Block 1 is asked about (one HEAD) only when block 0 is shorter
-/// than a block and its header does not say how large the database is. Never a listing,
-/// whatever the database's size.
-fn check_existing(file: &mut BlockFile, cfg: &Config, name: &str, flags: i32) -> Result<()> {
-    let b = cfg.block_size;
-    let where_ = format!("s3://{}/{name}", cfg.target.bucket);
-    let Some(first) = file.load_first_block()? else {
-        if flags & crate::codes::open_flag::CREATE == 0 {
-            return Err(Error::NotFound(format!(
-                "no database at {where_} and this open may not create one (mode=ro or mode=rw): check the path, or open with mode=rwc"
-            )));
-        }
-        file.set_size_hint(0);
-        return Ok(());
-    };
-    let len = first.len() as u64;
-    let header = &first[..first.len().min(100)];
-    let mismatch = || {
-        Err(Error::Format(format!(
-            "the database at {where_} is stored in {len}-byte blocks but block_size is {b}: open it with block_size={len} (URI) or S3VFS_BLOCK_SIZE={len}"
-        )))
-    };
-    if len > b {
-        // Another block size, or not a database at all: only the content tells.
-        check_header(header, &cfg.target.bucket, name)?;
-        return mismatch();
-    }
-    if len == b || !is_database_start(header) {
-        // A full block fits; something that is not a database is refused by the first
-        // read transaction, which says so.
-        return Ok(());
-    }
-    // Shorter than a block: the last block, unless the database goes on past it.
-    let more = match header_size(header) {
-        Some(size) => size > len,
-        None => file.block_len(1)?.is_some(),
-    };
-    if more {
-        return mismatch();
-    }
-    file.set_size_hint(len);
-    Ok(())
-}
-
 /// What asking for a lock came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LockResult {
@@ -435,6 +379,8 @@ pub struct S3File {
     fence: Arc<Fence>,
     /// The database header this connection's read transaction started from.
     snapshot: Vec<u8>,
+    /// What the open learnt, reused by the first read transactions (see `vfs/open.rs`).
+    open_check: Option<OpenCheck>,
 }
 
 impl S3File {
@@ -501,7 +447,8 @@ impl S3File {
 
     /// Starts a read transaction on a database: revalidates the cache through block 0
     /// (a conditional GET) and, at the same time, learns whether the journal's block 0
-    /// exists (a HEAD), for the hot-journal check SQLite makes next: one round trip.
+    /// exists (a HEAD), for the hot-journal check SQLite makes next: one round trip, or
+    /// none right after the open, which asked the same (`vfs/open.rs`).
     fn begin_read(&mut self) -> Result<()> {
         self.vfs.journals.settle(&self.journal);
         // While this process holds the writer lease nobody else can have committed (the
@@ -515,6 +462,18 @@ impl S3File {
                 return Ok(());
             }
         }
+        // Just opened: the open asked both questions a moment ago.
+        let reused = self.open_check.as_mut().and_then(OpenCheck::take);
+        if let Some(journal_exists) = reused {
+            let cached = self.file().reuse_header();
+            if let Some(header) = cached {
+                check_header(&header, &self.cfg.target.bucket, &self.id.name)?;
+                self.snapshot = header;
+                self.vfs.journals.hint_exists(&self.journal, journal_exists);
+                return Ok(());
+            }
+        }
+        self.open_check = None;
         let jname = journal_name(&self.id.name);
         let jfile = self.vfs.block_file(&self.cfg, &jname);
         let (revalidated, exists) = std::thread::scope(|s| {
@@ -689,6 +648,9 @@ impl S3File {
         self.cfg.locking
     }
 }
+
+mod open;
+use open::{check_header, open_database, OpenCheck};
 
 #[cfg(test)]
 mod tests;
