@@ -78,7 +78,7 @@ impl Journals {
         &self,
         journal: &Arc<str>,
         db: &mut BlockFile,
-        keep_going: &dyn Fn() -> Result<()>,
+        keep_going: &(dyn Fn() -> Result<()> + Sync),
     ) -> Result<()> {
         if let Some(j) = self.open_journal(journal) {
             locked(&j).flush_with(keep_going)?;
