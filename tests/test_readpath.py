@@ -173,7 +173,7 @@ select count(*) > 0 from t where b like '%7%';
     assert out[-1] == "1"
     gets = px.get_concurrency
     assert len(gets) <= blocks + 6, (len(gets), blocks)
-    # Parallel batches of up to `concurrency` (16): one GET at a time only at the start
+    # Parallel batches of up to `concurrency` (32): one GET at a time only at the start
     # of each interior page's run of children.
     assert px.max_in_flight >= 12, px.max_in_flight
     parallel = sum(1 for n in gets if n >= 4)
