@@ -483,7 +483,7 @@ mod tests {
             ),
             (
                 Error::setting(Setting::Concurrency, Problem::NotInRange { value: "0".into(), min: 1, max: 256, default: 16 }),
-                "s3vfs configuration error: concurrency '0' must be an integer in 1..=256 (default 32)",
+                "s3vfs configuration error: concurrency '0' must be an integer in 1..=256 (default 16)",
             ),
             (
                 Error::setting(Setting::BlockSize, Problem::BytesOutOfRange { value: 100, min: 512, max: 16, default: 4096 }),
