@@ -510,8 +510,8 @@ impl BlockFile {
         self.flush_with(&|| Ok(()))
     }
 
-    /// Like [`Self::flush`], calling `keep_going` before the first block and again every
-    /// `concurrency` × [`FLUSH_ROUNDS_PER_CHECK`] blocks: a writer renews its lease there, so
+    /// Like [`Self::flush`], calling `keep_going` before the first block is sent and again
+    /// every `concurrency` × [`FLUSH_ROUNDS_PER_CHECK`] blocks: a writer renews its lease there, so
     /// a flush longer than a lease term keeps its fence open (and stops, with the blocks not
     /// yet stored still dirty, if the lease was lost).
     ///
@@ -523,6 +523,9 @@ impl BlockFile {
         if self.dirty.is_empty() {
             return Ok(());
         }
+        // Before any block is sent, as every flush always did: a lease near its end is
+        // renewed first, and a lost one stops the flush with nothing sent.
+        keep_going()?;
         let check_every = self.concurrency * FLUSH_ROUNDS_PER_CHECK;
         let blocks: Vec<(u64, Vec<u8>)> = std::mem::take(&mut self.dirty).into_iter().collect();
         let order: Vec<usize> = (0..blocks.len()).collect();
@@ -532,7 +535,7 @@ impl BlockFile {
                 return Ok(None);
             }
             let (i, data) = &blocks[n];
-            let sent = if n % check_every == 0 {
+            let sent = if n > 0 && n % check_every == 0 {
                 keep_going()
             } else {
                 Ok(())
