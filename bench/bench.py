@@ -122,6 +122,9 @@ def worker(spec):
     """Runs one workload of one implementation; prints READY, waits for GO, prints the result."""
     ours = spec["impl"] == "s3vfs"
     work = spec["workload"]
+    if spec.get("concurrency"):
+        # Read by s3vfs at each open (and by the s3vfs command, which inherits it).
+        os.environ["S3VFS_CONCURRENCY"] = str(spec["concurrency"])
     conn = ours_conn if ours else peer_conn
     os.environ["S3VFS_BUCKET"] = spec["bucket"]
     n = 1
@@ -186,7 +189,22 @@ def worker(spec):
     else:
         raise SystemExit(f"unknown workload {work}")
     total = time.perf_counter() - t0
-    print(json.dumps({"seconds": statistics.median(times) if times else total, "n": n, "total": total}), flush=True)
+    result = {"seconds": statistics.median(times) if times else total, "n": n, "total": total, "rss_mb": peak_rss_mb()}
+    print(json.dumps(result), flush=True)
+
+
+def peak_rss_mb():
+    """The most resident memory this worker (or the s3vfs command it ran) ever had, in MiB:
+    VmHWM of this process, ru_maxrss of its waited-for children."""
+    hwm = 0
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1])
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(hwm, children) / 1024
 
 
 def cli(args):
@@ -323,6 +341,7 @@ def summarize(r, nbytes):
         "cost": cost,
         "stopped": r.get("stopped", False),
         "failed": r.get("failed"),
+        "rss_mb": r.get("rss_mb"),
     }
 
 
@@ -353,10 +372,15 @@ def main():
     ap.add_argument("--concurrency", type=int, default=64, help="load generator's connections for the ceiling")
     ap.add_argument("--quick", action="store_true", help="~3 minutes: 5 MB, 20 ms, 20,000-row insert, caps 20 s")
     ap.add_argument("--only", help="comma-separated workloads to run")
+    ap.add_argument(
+        "--sweep", default="16,32,64,128",
+        help="s3vfs's concurrency settings to measure the scan and the bulk transfers at ('' to skip)",
+    )
+    ap.add_argument("--sweep-size", type=int, help="database size (MB) for the sweep (default: the largest of --sizes)")
     ap.add_argument("--out")
     if "--quick" in sys.argv:
         # Defaults only: options given beside --quick still win.
-        ap.set_defaults(sizes="5", delay_ms="20", peer_cap=15, insert_rows=20_000, commits=5)
+        ap.set_defaults(sizes="5", delay_ms="20", peer_cap=15, insert_rows=20_000, commits=5, sweep="16,64")
     args = ap.parse_args()
     delays = [float(d) for d in args.delay_ms.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -432,7 +456,7 @@ def main():
             rt = "-" if m["round_trips"] is None else f"{m['round_trips']:.1f}"
             print(
                 f"  {label:<34} {impl:<12} {fmt_time(m):>18}  rt {rt:>7}  in-flight {m['max_in_flight']:>3}  "
-                f"{m['mb_s']:6.2f} MB/s  {fmt_cost(m['cost'])}  {fmt_reqs(m['requests'])}"
+                f"{m['mb_s']:6.2f} MB/s  {fmt_cost(m['cost'])}  rss {m['rss_mb'] or 0:.0f} MiB  {fmt_reqs(m['requests'])}"
                 + (f"  FAILED: {m['failed']}" if m["failed"] else ""),
                 flush=True,
             )
@@ -440,6 +464,34 @@ def main():
 
     def fresh(tag):
         return f"w/{tag}-{uuid.uuid4().hex[:8]}.db"
+
+    sweep_rows = []
+    sweep = [int(c) for c in args.sweep.split(",") if c.strip()]
+    if sweep:
+        mb = args.sweep_size or max(sizes)
+        db = dbs[mb]
+        ep.delay(d0)
+        print(f"\nconcurrency sweep, {mb} MB, {d0:g} ms:", flush=True)
+        sweep_work = [
+            ("cold full scan", "scan", lambda: dict(prefix=db["prefix"], mid_id=0, mid_k=0)),
+            ("serialize", "serialize", lambda: dict(prefix=db["prefix"], target=f"ser/{uuid.uuid4().hex}.sqlite")),
+            ("deserialize", "deserialize", lambda: dict(source=db["plain"], target=fresh("deser"))),
+            ("import", "import", lambda: dict(file=db["path"], target=fresh("import"))),
+            ("export", "export", lambda: dict(prefix=db["prefix"], file=os.path.join(tmp.name, f"export-{uuid.uuid4().hex[:6]}.db"))),
+        ]
+        for label, workload, spec_for in sweep_work:
+            for c in sweep:
+                spec = {"impl": "s3vfs", "workload": workload, "bucket": bucket, "endpoint": endpoint, "concurrency": c}
+                spec.update(spec_for())
+                m = summarize(run(ep, spec, args.cap), db["bytes"])
+                limit = c * BLOCK / (d0 / 1000) / 1e6
+                sweep_rows.append({"workload": label, "concurrency": c, "limit_mb_s": limit, **m})
+                print(
+                    f"  {label:<16} c={c:<4} {fmt_time(m):>12}  {m['mb_s']:6.2f} MB/s of {limit:6.2f} "
+                    f"({100 * m['mb_s'] / limit:3.0f} %)  in-flight {m['max_in_flight']:>3}  rt {m['round_trips'] or 0:7.1f}  "
+                    f"rss {m['rss_mb'] or 0:.0f} MiB  {fmt_reqs(m['requests'])}",
+                    flush=True,
+                )
 
     for delay in delays:
         ep.delay(delay)
@@ -459,6 +511,7 @@ def main():
                 delay, f"export, {mb} MB", "export", size,
                 lambda i: dict(prefix=db["prefix"], file=os.path.join(tmp.name, f"export-{uuid.uuid4().hex[:6]}.db")),
             )
+        compare(delay, "5,000-row INSERT, one transaction", "insert", 0, lambda i: dict(target=fresh("insert5k"), rows=5_000))
         compare(delay, f"{args.insert_rows:,}-row INSERT, one transaction", "insert", 0, lambda i: dict(target=fresh("insert"), rows=args.insert_rows))
         compare(delay, f"1-row commit (median of {args.commits})", "commit", 0, lambda i: dict(target=fresh("commit"), rows=args.commits))
     ep.delay(0)
@@ -466,11 +519,12 @@ def main():
 
     header = (
         "| workload | s3vfs | sqlite-s3vfs | speed-up | s3vfs requests | sqlite-s3vfs requests "
-        "| round trips (s3vfs / peer) | max in flight (s3vfs / peer) | MB/s (s3vfs / peer) | cost USD (s3vfs / peer) |"
+        "| round trips (s3vfs / peer) | max in flight (s3vfs / peer) | MB/s (s3vfs / peer) | cost USD (s3vfs / peer) "
+        "| peak RSS MiB (s3vfs / peer) |"
     )
     tables = []
     for delay in delays:
-        tables += [f"### {delay:g} ms per request", "", header, "|---|---|---|---|---|---|---|---|---|---|"]
+        tables += [f"### {delay:g} ms per request", "", header, "|---|---|---|---|---|---|---|---|---|---|---|"]
         for line in (r for r in rows_out if r["delay"] == delay):
             o, p = line["s3vfs"], line["sqlite-s3vfs"]
             if o["failed"] or p["failed"]:
@@ -485,13 +539,34 @@ def main():
             def rt(m):
                 return "-" if m["round_trips"] is None else f"{m['round_trips']:.1f}"
 
+            def rss(m):
+                return "-" if m["rss_mb"] is None else f"{m['rss_mb']:.0f}"
+
             def reqs(m):
                 return f"{m['total_requests']:g} ({fmt_reqs(m['requests'])})" + (" so far" if m["stopped"] else "")
 
             tables.append(
                 f"| {line['workload']} | {fmt_time(o)} | {fmt_time(p)} | {speed} | {reqs(o)} | {reqs(p)} "
                 f"| {rt(o)} / {rt(p)} | {o['max_in_flight']} / {p['max_in_flight']} "
-                f"| {o['mb_s']:.2f} / {p['mb_s']:.2f} | {fmt_cost(o['cost'])} / {fmt_cost(p['cost'])} |"
+                f"| {o['mb_s']:.2f} / {p['mb_s']:.2f} | {fmt_cost(o['cost'])} / {fmt_cost(p['cost'])} "
+                f"| {rss(o)} / {rss(p)} |"
+            )
+        tables.append("")
+    if sweep_rows:
+        tables += [
+            f"### s3vfs's concurrency setting, {args.sweep_size or max(sizes)} MB, {d0:g} ms per request",
+            "",
+            "Parallel limit = concurrency × 4 KiB ÷ the delay. Serialize and export upload or read "
+            "4 parts at once, each with `concurrency` block GETs in flight, so they can pass it.",
+            "",
+            "| workload | concurrency | time | MB/s | parallel limit MB/s | % of limit | max in flight | round trips | requests | peak RSS MiB |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for m in sweep_rows:
+            tables.append(
+                f"| {m['workload']} | {m['concurrency']} | {fmt_time(m)} | {m['mb_s']:.2f} | {m['limit_mb_s']:.2f} "
+                f"| {100 * m['mb_s'] / m['limit_mb_s']:.0f} % | {m['max_in_flight']} | {m['round_trips'] or 0:.1f} "
+                f"| {m['total_requests']:g} ({fmt_reqs(m['requests'])}) | {m['rss_mb'] or 0:.0f} |"
             )
         tables.append("")
     load_after = os.getloadavg()
@@ -534,7 +609,7 @@ def main():
     if args.out:
         Path(args.out).write_text(report + "\n")
         # The figures behind the tables, to re-render or compare runs.
-        Path(args.out).with_suffix(".json").write_text(json.dumps({"ceiling": ceiling_lines, "rows": rows_out}, indent=1))
+        Path(args.out).with_suffix(".json").write_text(json.dumps({"ceiling": ceiling_lines, "rows": rows_out, "sweep": sweep_rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -87,8 +87,8 @@ pub struct Config {
     pub lease_linger: Duration,
 }
 
-/// Default requests in flight: S3 serves many parallel requests per prefix well.
-pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Default requests in flight (see [`crate::parallel::DEFAULT_CONCURRENCY`] for why 32).
+pub const DEFAULT_CONCURRENCY: usize = crate::parallel::DEFAULT_CONCURRENCY;
 /// Bounds for `concurrency`.
 pub const MAX_CONCURRENCY: usize = 256;
 

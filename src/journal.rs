@@ -101,7 +101,7 @@ impl Journals {
         &self,
         journal: &Arc<str>,
         db: &mut BlockFile,
-        keep_going: &dyn Fn() -> Result<()>,
+        keep_going: &(dyn Fn() -> Result<()> + Sync),
     ) -> Result<()> {
         if let Some(j) = self.open_journal(journal) {
             let mut j = locked(&j);

@@ -7,8 +7,13 @@ use crate::error::Result;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Requests in flight at once for one batch.
-pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Requests in flight at once for one batch. Measured on the bench endpoint (20 ms per
+/// request, bench/RESULTS.md): 32 keeps the cold scan, import and deserialize at 70-80 %
+/// of concurrency × block size ÷ latency with peak memory inside cache + 64 MiB; 64 moves
+/// more per second but reaches only 50-70 % of its limit there (the 2-core machine and the
+/// endpoint saturate) and a 50 MB scan peaks over that memory bound; 16 leaves half the
+/// speed unused. S3 takes thousands of requests per second per prefix, so any of them fits.
+pub const DEFAULT_CONCURRENCY: usize = 32;
 
 /// Applies `f` to every item, up to `concurrency` at a time, and returns the results in
 /// input order, or the first error in input order.

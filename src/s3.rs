@@ -36,8 +36,10 @@ static AGENT: Lazy<ureq::Agent> = Lazy::new(|| {
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(5)))
         .timeout_global(Some(REQUEST_TIMEOUT))
-        .max_idle_connections(128)
-        .max_idle_connections_per_host(64)
+        // As many as a batch may have in flight (up to `concurrency` 256, and serialize's 4
+        // parts at once), so a batch never reconnects for want of a pooled connection.
+        .max_idle_connections(512)
+        .max_idle_connections_per_host(256)
         .user_agent(concat!("s3vfs/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()

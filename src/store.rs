@@ -20,6 +20,7 @@ use crate::object_store::{Fetched, ObjectStore};
 use crate::parallel::{par_map, DEFAULT_CONCURRENCY};
 use crate::prefetch::{Geometry, Prefetcher};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Offset 1 GiB: SQLite never writes the page holding this byte (the lock-byte page), so
@@ -315,6 +316,14 @@ impl BlockFile {
         Ok(fresh.map_or(Vec::new(), |f| f[..f.len().min(100)].to_vec()))
     }
 
+    /// Starts a read transaction without asking S3 (the caller knows block 0 is current):
+    /// the cached header, if block 0 is cached, and the scans' positions forgotten.
+    pub fn reuse_header(&mut self) -> Option<Vec<u8>> {
+        let header = self.cached_header()?;
+        self.prefetch.reset(false);
+        Some(header)
+    }
+
     /// The first 100 bytes of the cached block 0, if cached: the header as this process
     /// last stored or fetched it.
     pub fn cached_header(&self) -> Option<Vec<u8>> {
@@ -504,30 +513,79 @@ impl BlockFile {
         self.flush_with(&|| Ok(()))
     }
 
-    /// Like [`Self::flush`], calling `keep_going` before each batch of blocks: a writer
-    /// renews its lease there, so a flush longer than a lease term keeps its fence open
-    /// (and stops, with the blocks still dirty, if the lease was lost).
-    pub fn flush_with(&mut self, keep_going: &dyn Fn() -> Result<()>) -> Result<()> {
-        let batch = self.concurrency * FLUSH_ROUNDS_PER_CHECK;
+    /// Like [`Self::flush`], calling `keep_going` before the first block is sent and again
+    /// every `concurrency` × [`FLUSH_ROUNDS_PER_CHECK`] blocks: a writer renews its lease there, so
+    /// a flush longer than a lease term keeps its fence open (and stops, with the blocks not
+    /// yet stored still dirty, if the lease was lost).
+    ///
+    /// All blocks go through one pool of `concurrency` workers: a check is made by the
+    /// worker that reaches it while the others go on, so no round waits for the slowest PUT
+    /// of the one before, and a large transaction takes about ceil(blocks / concurrency)
+    /// round trips.
+    pub fn flush_with(&mut self, keep_going: &(dyn Fn() -> Result<()> + Sync)) -> Result<()> {
         if self.dirty.is_empty() {
             return Ok(());
         }
+        // A file written again from its start stores block 0 alone first (`rewrite.rs`).
         self.before_flush(keep_going)?;
-        while !self.dirty.is_empty() {
-            keep_going()?;
-            let rest = match self.dirty.keys().nth(batch) {
-                Some(&i) => self.dirty.split_off(&i),
-                None => BTreeMap::new(),
-            };
-            let result = self.flush_batch();
-            self.dirty.extend(rest);
-            result?;
+        if self.dirty.is_empty() {
+            self.after_flush();
+            return Ok(());
         }
-        self.after_flush();
-        Ok(())
+        // Before any block is sent, as every flush always did: a lease near its end is
+        // renewed first, and a lost one stops the flush with nothing sent.
+        keep_going()?;
+        let check_every = self.concurrency * FLUSH_ROUNDS_PER_CHECK;
+        let blocks: Vec<(u64, Vec<u8>)> = std::mem::take(&mut self.dirty).into_iter().collect();
+        let order: Vec<usize> = (0..blocks.len()).collect();
+        let stop = AtomicBool::new(false);
+        let outcomes = par_map(&order, self.concurrency, |&n| {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let (i, data) = &blocks[n];
+            let sent = if n > 0 && n % check_every == 0 {
+                keep_going()
+            } else {
+                Ok(())
+            };
+            let sent = sent.and_then(|_| self.store.put(&self.key(*i), data));
+            if sent.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            Ok(Some(sent))
+        })?;
+        let mut first_error = None;
+        for ((i, data), outcome) in blocks.into_iter().zip(outcomes) {
+            match outcome {
+                Some(Ok(())) => {
+                    self.dirty_bytes = self.dirty_bytes.saturating_sub(data.len());
+                    // S3's ETag of a single-PUT object is the MD5 of its bytes: block 0
+                    // is then revalidated with a 304. A wrong guess (KMS) only costs a
+                    // full GET.
+                    let etag = (i == 0).then(|| format!("\"{:x}\"", md5::compute(&data)).into());
+                    CACHE.insert_tagged(self.cache_key(i), Arc::new(data), etag);
+                }
+                // Not stored: kept for a later flush (under a lease that still holds).
+                failed => {
+                    if let Some(Err(e)) = failed {
+                        first_error.get_or_insert(e);
+                    }
+                    self.dirty.insert(i, data);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => {
+                self.after_flush();
+                Ok(())
+            }
+        }
     }
 
-    /// PUTs the dirty blocks in parallel (all of them: the caller splits).
+    /// PUTs the dirty blocks in parallel, all or (on an error) none counted as stored:
+    /// for a restarted file's block 0 alone (`rewrite.rs`).
     fn flush_batch(&mut self) -> Result<()> {
         if self.dirty.is_empty() {
             return Ok(());
@@ -541,9 +599,6 @@ impl BlockFile {
                 let stored: usize = blocks.iter().map(|(_, d)| d.len()).sum();
                 self.dirty_bytes = self.dirty_bytes.saturating_sub(stored);
                 for (i, data) in blocks {
-                    // S3's ETag of a single-PUT object is the MD5 of its bytes: block 0
-                    // is then revalidated with a 304. A wrong guess (KMS) only costs a
-                    // full GET.
                     let etag = (i == 0).then(|| format!("\"{:x}\"", md5::compute(&data)).into());
                     CACHE.insert_tagged(self.cache_key(i), Arc::new(data), etag);
                 }

@@ -37,7 +37,6 @@ use crate::object_store::ObjectStore;
 use crate::s3::S3Client;
 use crate::shm::ShmTable;
 use crate::store::{BlockFile, DIRTY_LIMIT};
-use existing::{check_existing, check_header};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -235,11 +234,15 @@ impl S3Vfs {
             (db.sibling(name), db, cfg)
         };
         let mut file = self.fenced_file(&cfg, &db, name);
+        let mut open_check = None;
         match kind {
             OpenKind::Database => {
                 file = file.with_whole_blocks();
                 CACHE.set_capacity(cfg.cache_size);
-                check_existing(&mut file, &cfg, name, req.flags)?;
+                let jname = journal_name(name);
+                self.journals.settle(&id.sibling(&jname).key());
+                let journal = self.block_file(&cfg, &jname);
+                open_check = open_database(&mut file, &journal, &cfg, name, req.flags)?;
             }
             OpenKind::Wal => {
                 // A WAL deleted a moment ago may still be losing its last blocks.
@@ -293,6 +296,7 @@ impl S3Vfs {
             cfg,
             lock,
             snapshot: Vec::new(),
+            open_check,
         })
     }
 
@@ -431,6 +435,8 @@ pub struct S3File {
     fence: Arc<Fence>,
     /// The database header this connection's read transaction started from.
     snapshot: Vec<u8>,
+    /// What the open learnt, reused by the first read transactions (see `vfs/open.rs`).
+    open_check: Option<OpenCheck>,
 }
 
 impl S3File {
@@ -502,7 +508,8 @@ impl S3File {
 
     /// Starts a read transaction on a database: revalidates the cache through block 0
     /// (a conditional GET) and, at the same time, learns whether the journal's block 0
-    /// exists (a HEAD), for the hot-journal check SQLite makes next: one round trip.
+    /// exists (a HEAD), for the hot-journal check SQLite makes next: one round trip, or
+    /// none right after the open, which asked the same (`vfs/open.rs`).
     fn begin_read(&mut self) -> Result<()> {
         // While this process holds the writer lease nobody else can have committed (the
         // lease is exclusive, and this process's own commits went through the shared
@@ -515,6 +522,18 @@ impl S3File {
                 return Ok(());
             }
         }
+        // Just opened: the open asked both questions a moment ago.
+        let reused = self.open_check.as_mut().and_then(OpenCheck::take);
+        if let Some(journal_exists) = reused {
+            let cached = self.file().reuse_header();
+            if let Some(header) = cached {
+                check_header(&header, &self.cfg.target.bucket, &self.id.name)?;
+                self.snapshot = header;
+                self.vfs.journals.hint_exists(&self.journal, journal_exists);
+                return Ok(());
+            }
+        }
+        self.open_check = None;
         // The last journal's cleanup ends first: the HEAD below must see it gone.
         self.vfs.journals.settle(&self.journal);
         let jname = journal_name(&self.id.name);
@@ -710,8 +729,9 @@ impl S3File {
     }
 }
 
-mod existing;
+mod open;
 mod wal;
+use open::{check_header, open_database, OpenCheck};
 
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,8 @@ like real S3's latency), count requests by kind, and fail requests on purpose.
     ... point clients at url ...
     proxy.counts  # {"GET": 3, "PUT": 2, "LIST": 1, ...}
     proxy.max_in_flight  # most requests held at once (parallelism, not time)
+    proxy.round_trips  # the longest chain of requests each sent after the last one ended
+    proxy.trace = []  # from now on, (round trip, method, path) of each request
     proxy.set(fail=lambda method, path, n: "reset" if n > 10 else None)
     proxy.stop()
 
@@ -57,6 +59,11 @@ class Proxy:
         self.max_in_flight = 0
         # How many requests were in flight when each GET arrived (itself included).
         self.get_concurrency = []
+        # Round trips on the critical path, from the order of events alone (no clock): a
+        # request's depth is 1 + the greatest depth among the requests that had ended when it
+        # arrived; round_trips is the greatest depth. Requests sent together share a depth.
+        self.ended_depth = 0
+        self.round_trips = 0
         self.lock = threading.Lock()
         self.server = None
 
@@ -69,6 +76,8 @@ class Proxy:
             self.counts = {}
             self.max_in_flight = 0
             self.get_concurrency = []
+            self.ended_depth = 0
+            self.round_trips = 0
 
     def requests(self):
         with self.lock:
@@ -96,11 +105,16 @@ def start(upstream, delay=0.0, fail=None, judge=None):
                 proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
                 if classify(self.command, self.path) == "GET":
                     proxy.get_concurrency.append(proxy.in_flight)
+                depth = proxy.ended_depth + 1
+                proxy.round_trips = max(proxy.round_trips, depth)
+                if getattr(proxy, "trace", None) is not None:
+                    proxy.trace.append((depth, self.command, self.path))
             try:
                 self.handle_counted()
             finally:
                 with proxy.lock:
                     proxy.in_flight -= 1
+                    proxy.ended_depth = max(proxy.ended_depth, depth)
 
         def handle_counted(self):
             length = int(self.headers.get("Content-Length") or 0)

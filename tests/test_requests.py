@@ -81,11 +81,11 @@ select v from t where id = {rows // 2};
 """)
         costs.append(s)
     small, big = costs
-    # A GET of block 0 at open (bucket, credentials, block size, size), then per read
-    # transaction (the schema is read in its own) a conditional GET of block 0 and a HEAD
-    # of journal block 0: no listing at all (it was 3 LISTs before issue 13).
+    # A GET of block 0 at open (bucket, credentials, block size, size) and a HEAD of
+    # journal block 0 beside it, which the first read transactions reuse (the schema is
+    # read in its own): no listing at all (it was 3 LISTs before issue 13).
     assert small["list"] == big["list"] == 0, costs
-    assert small["head"] == big["head"] == 2, costs
+    assert small["head"] == big["head"] == 1, costs
     # A fresh point query reads the B-tree path: one more level at 10 MB at most.
     assert big["get"] - small["get"] <= 1, costs
 

@@ -98,10 +98,12 @@ fn a_long_flush_checks_its_lease_between_batches_and_stops_when_told() {
         }
     });
     assert!(lost.is_err());
-    assert_eq!(
-        f.dirty_bytes(),
-        36 * 4096,
-        "what was not stored stays dirty"
+    // The check before block 64 failed: blocks 64.. stay dirty, but the other worker may
+    // have stored the one block it had already taken.
+    let dirty = f.dirty_bytes() / 4096;
+    assert!(
+        (35..=36).contains(&dirty),
+        "what was not stored stays dirty: {dirty}"
     );
 }
 

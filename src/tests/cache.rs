@@ -11,7 +11,8 @@ fn gets_of(s: &MemoryStore, i: u64) -> usize {
 }
 
 /// A 3-page database, one connection that read pages 1 and 2 in a finished read
-/// transaction (so they are cached).
+/// transaction (so they are cached), and is past its first statement: its next read
+/// transaction asks S3 (the first statement's two reuse the open's answers, `vfs/open.rs`).
 fn warmed() -> (Arc<MemoryStore>, &'static S3Vfs, S3File) {
     let s = store();
     let vfs = vfs_on(&s, &[]);
@@ -22,8 +23,32 @@ fn warmed() -> (Arc<MemoryStore>, &'static S3Vfs, S3File) {
     db.read(&mut buf, PAGE as u64).unwrap();
     db.read(&mut buf, 2 * PAGE as u64).unwrap();
     db.unlock(Unlocked).unwrap();
+    granted(db.lock(Shared));
+    db.unlock(Unlocked).unwrap();
     s.clear_requests();
     (s, vfs, db)
+}
+
+#[test]
+fn a_new_connections_first_statement_reuses_the_answers_of_its_open() {
+    let s = store();
+    let vfs = vfs_on(&s, &[]);
+    create_db(vfs, DB, 3, 1);
+    s.clear_requests();
+    let mut db = open_db(vfs, DB, None, 0);
+    assert_eq!(s.requests().len(), 2, "GET block 0 + HEAD journal block 0");
+    s.clear_requests();
+    // The schema's read transaction and the statement's: nothing asked again.
+    for _ in 0..2 {
+        granted(db.lock(Shared));
+        db.unlock(Unlocked).unwrap();
+    }
+    assert!(s.requests().is_empty(), "{:?}", s.requests());
+    // The next one revalidates, as every later read transaction does.
+    granted(db.lock(Shared));
+    db.unlock(Unlocked).unwrap();
+    assert_eq!(gets_of(&s, 0), 1, "{:?}", s.requests());
+    assert_eq!(s.requests().len(), 2, "{:?}", s.requests());
 }
 
 #[test]

@@ -69,6 +69,9 @@ fn a_journal_named_only_by_text_is_refused_when_its_database_is_open_in_two_buck
     let (a, b, vfs) = two_buckets();
     let _da = open_db(vfs, DB, Some("A"), 0);
     let _db = open_db(vfs, DB, Some("B"), 1);
+    // Each open HEADs its own journal; what follows must not touch either.
+    a.clear_requests();
+    b.clear_requests();
     let unknown = NameRef {
         text: "app.db-journal",
         addr: 7,

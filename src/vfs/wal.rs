@@ -42,7 +42,10 @@ impl S3Vfs {
         let lease = || S3File::new_lease(cfg, self, db, &fence);
         // Taken from another writer: drop what this process cached of the database.
         let forget = || self.block_file(cfg, &db.name).forget_cached_blocks();
-        match self.locks.hold_for_wal(&db.key(), cfg.locking, lease, forget)? {
+        match self
+            .locks
+            .hold_for_wal(&db.key(), cfg.locking, lease, forget)?
+        {
             WalHold::Held => Ok(()),
             WalHold::Busy(holder) => Err(Error::Busy(wal_busy_message(&db.name, &holder))),
         }
