@@ -9,6 +9,7 @@ database's history. A bucket without versioning costs one GET per process, no mo
 
 import collections
 import json
+import os
 import sqlite3
 
 import pytest
@@ -111,8 +112,14 @@ def test_forty_write_transactions_leave_bounded_bookkeeping_and_every_block_vers
     blocks = versions(bucket, f"{DB}/")
     puts = block_puts(seen, bucket, DB)
     assert set(blocks) == set(puts), (sorted(blocks), sorted(puts))
+    # Behind make test-faults' flaky proxy (downstream of this one) a PUT seen here may have
+    # been refused there and stored nothing: then each version is one of the PUTs seen.
+    flaky = bool(os.environ.get("S3VFS_TEST_FAULTS"))
     for key, vs in blocks.items():
-        assert len(vs) == puts[key], (key, len(vs), puts[key])
+        if flaky:
+            assert 1 <= len(vs) <= puts[key], (key, len(vs), puts[key])
+        else:
+            assert len(vs) == puts[key], (key, len(vs), puts[key])
         assert not any(marker for _, _, marker in vs), key
     assert puts[f"{DB}/0000000000"] >= TXNS, "block 0 changes at every commit"
 
@@ -121,9 +128,14 @@ def test_forty_write_transactions_leave_bounded_bookkeeping_and_every_block_vers
     # at close), and nothing else of the versioning API.
     asked = [p for m, p in seen if m == "GET" and p.endswith("?versioning=")]
     listed = [p for m, p in seen if m == "GET" and "versions=" in p]
-    assert len(asked) == 1, asked
-    passes = len(listed) // 3
-    assert 2 <= passes <= 3 and len(listed) == 3 * passes, listed
+    if flaky:
+        # Retried requests are seen twice here: only bounds hold.
+        assert 1 <= len(asked) <= 3 and 3 <= len(listed) <= 18, (asked, listed)
+        passes = len(listed) // 3
+    else:
+        assert len(asked) == 1, asked
+        passes = len(listed) // 3
+        assert 2 <= passes <= 3 and len(listed) == 3 * passes, listed
     s = stats()
     print(f"\n{TXNS + 1} transactions in a versioned bucket: {passes} cleanup passes, "
           f"{len(listed)} ListObjectVersions; process totals {s}")
