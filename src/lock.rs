@@ -493,7 +493,7 @@ impl Lock {
         // RESERVED, or EXCLUSIVE straight from SHARED (as for a hot-journal rollback):
         // both make this connection the writer.
         if self.level < RESERVED {
-            if e.reserved || e.pending || e.exclusive {
+            if e.writing() {
                 return Ok(Outcome::Busy);
             }
             // In WAL mode the process holds the lease already (see `hold_for_wal`).
@@ -599,7 +599,7 @@ impl Lock {
     /// Whether any connection, here or (with a lease) anywhere, holds RESERVED or more.
     pub fn reserved_anywhere(&self, new_lease: impl FnOnce() -> Lease) -> Result<bool> {
         let mut e = locked(&self.entry);
-        if e.reserved || e.pending || e.exclusive {
+        if e.writing() {
             return Ok(true);
         }
         if self.locking == Locking::None {
