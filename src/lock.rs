@@ -197,8 +197,8 @@ fn keep(entry: Weak<Mutex<Entry>>) {
             let now = Instant::now();
             if !writing && e.linger_until.is_none_or(|t| t <= now) {
                 // No write transaction and no linger left: let go.
-                e.linger_until = Some(now);
-                if let Err(err) = e.end_linger() {
+                e.linger_until = None;
+                if let Err(err) = e.release() {
                     log_release_failure(&err);
                 }
                 e.keeper = false;
