@@ -35,6 +35,12 @@ def endpoint():
     return os.environ["S3VFS_TEST_ENDPOINT"]
 
 
+def server_endpoint():
+    """The S3 server itself, behind no proxy, even under make test-faults: for a test
+    whose own proxy injects the one fault it is about."""
+    return read_env()["S3VFS_TEST_ENDPOINT"]
+
+
 def boto3_client(**overrides):
     kw = dict(
         endpoint_url=endpoint(),
