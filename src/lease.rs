@@ -171,6 +171,9 @@ pub struct Lease {
     pending: bool,
     /// The database's write fence, opened while we hold the lease.
     fence: Arc<Fence>,
+    /// The last take was over a holder that never released it (it expired): that writer
+    /// may have stopped mid-commit and left a hot journal.
+    took_unreleased: bool,
     /// Versions of the lease object stored since the last cleanup began.
     unswept: u32,
     /// The cleanup running in the background, if any.
@@ -198,6 +201,7 @@ impl Lease {
             renewed: Instant::now(),
             sent: Instant::now(),
             pending: false,
+            took_unreleased: false,
             fence: Arc::default(),
             unswept: 0,
             sweeping: None,
@@ -295,6 +299,7 @@ impl Lease {
     /// Tries to take the lease.
     pub fn acquire(&mut self) -> Result<Acquire> {
         self.probes.check(self.client.as_ref(), &self.db_name)?;
+        self.took_unreleased = false;
         if let Some(etag) = self.released_etag.take() {
             if let CondPut::Stored(etag) = self.put_ours(false, Condition::Matches(&etag))? {
                 self.took(etag);
@@ -329,6 +334,7 @@ impl Lease {
             }
             if let CondPut::Stored(etag) = self.put_ours(false, Condition::Matches(&etag))? {
                 self.took(etag);
+                self.took_unreleased = !current.released;
                 return Ok(Acquire::Taken);
             }
         }
@@ -344,6 +350,12 @@ impl Lease {
                 term_ms: 0,
             }),
         })
+    }
+
+    /// Whether the last take was over a holder that never released the lease (see
+    /// [`Lease::acquire`]): only such a writer can have left a hot journal.
+    pub fn took_unreleased(&self) -> bool {
+        self.took_unreleased
     }
 
     fn took(&mut self, etag: String) {

@@ -453,13 +453,15 @@ impl Lock {
     /// Raises the lock to `want`, following SQLite's rules. `new_lease` makes the lease
     /// object the first time a writer in this process needs it. `still_current` checks,
     /// after a lease was taken from another writer (or when this connection's view is
-    /// older than such a take), that what this connection read is still the stored database; if not, it must start over (SQLite sees BUSY and, for a
-    /// statement that has not read yet, retries with a fresh read).
+    /// older than such a take), that what this connection read is still the stored
+    /// database; if not, it must start over (SQLite sees BUSY and, for a statement that
+    /// has not read yet, retries with a fresh read). It is told whether that writer never
+    /// released the lease (it may have left a hot journal).
     pub fn lock(
         &mut self,
         want: LockLevel,
         new_lease: impl FnOnce() -> Lease,
-        still_current: impl FnOnce() -> Result<bool>,
+        still_current: impl FnOnce(bool) -> Result<bool>,
     ) -> Result<Outcome> {
         if self.level >= want {
             return Ok(Outcome::Granted);
@@ -520,7 +522,9 @@ impl Lock {
                 // connection's view predates a take from another writer: it may still
                 // read what that writer replaced (a retry in the read transaction that
                 // just got Busy here, or a reader older than another connection's take).
-                if (got == Acquire::Taken || self.seen < e.taken) && !still_current()? {
+                if (got == Acquire::Taken || self.seen < e.taken)
+                    && !still_current(lease.took_unreleased())?
+                {
                     lease.release()?;
                     return Ok(Outcome::Busy);
                 }

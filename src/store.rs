@@ -334,7 +334,14 @@ impl BlockFile {
 
     /// Blocks by index: buffered writes first, then the cache, then parallel GETs of the
     /// rest together with `ahead` (readahead: fetched into the cache, not returned).
-    fn fetch(&self, indices: &[u64], ahead: &[u64]) -> Result<Vec<Option<Arc<Vec<u8>>>>> {
+    /// `check`, when given, runs beside those GETs if any are sent, and its failure keeps
+    /// what they fetched out of the cache (see [`BlockFile::read_checked`]).
+    fn fetch(
+        &self,
+        indices: &[u64],
+        ahead: &[u64],
+        check: Option<&dyn Fn() -> Result<()>>,
+    ) -> Result<Vec<Option<Arc<Vec<u8>>>>> {
         let mut out: Vec<Option<Arc<Vec<u8>>>> = Vec::with_capacity(indices.len());
         let mut missing = Vec::new();
         for (pos, &i) in indices.iter().enumerate() {
@@ -358,7 +365,19 @@ impl BlockFile {
         if wanted.is_empty() {
             return Ok(out);
         }
-        let fetched = par_map(&wanted, self.concurrency, |&i| self.store.get(&self.key(i)))?;
+        let get_all = || par_map(&wanted, self.concurrency, |&i| self.store.get(&self.key(i)));
+        let fetched = match check {
+            None => get_all()?,
+            Some(check) => {
+                let (fetched, checked) = std::thread::scope(|s| {
+                    let gets = s.spawn(get_all);
+                    let checked = check();
+                    (gets.join(), checked)
+                });
+                checked?;
+                fetched.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?
+            }
+        };
         for (&i, data) in wanted.iter().zip(fetched) {
             if let Some(why) = self.check_block(i, data.as_deref()) {
                 return Err(self.damaged(i, why));
@@ -409,6 +428,34 @@ impl BlockFile {
     /// Fills `buf` from offset `off`. Missing bytes read as zeros; returns `true` when the
     /// read reached past the end of the stored data (SQLite's short read).
     pub fn read(&mut self, buf: &mut [u8], off: u64) -> Result<bool> {
+        self.read_with(buf, off, None)
+    }
+
+    /// [`BlockFile::read`], asking `check` first when the read has to fetch anything (its
+    /// blocks or readahead): a read served from the cache does not ask. `check` runs in
+    /// parallel with the GETs (no extra round trip); when it fails, the read fails and
+    /// nothing it fetched enters the cache. Returns whether `check` was asked.
+    pub fn read_checked(
+        &mut self,
+        buf: &mut [u8],
+        off: u64,
+        check: &dyn Fn() -> Result<()>,
+    ) -> (Result<bool>, bool) {
+        let asked = std::cell::Cell::new(false);
+        let noted = || {
+            asked.set(true);
+            check()
+        };
+        let read = self.read_with(buf, off, Some(&noted));
+        (read, asked.get())
+    }
+
+    fn read_with(
+        &mut self,
+        buf: &mut [u8],
+        off: u64,
+        check: Option<&dyn Fn() -> Result<()>>,
+    ) -> Result<bool> {
         buf.fill(0);
         if buf.is_empty() {
             return Ok(false);
@@ -419,7 +466,7 @@ impl BlockFile {
         let indices: Vec<u64> = (first..=last).collect();
         let geometry = self.geometry();
         let ahead = self.prefetch.plan(off, buf.len(), first, last, geometry);
-        let blocks = self.fetch(&indices, &ahead)?;
+        let blocks = self.fetch(&indices, &ahead, check)?;
         let mut short = false;
         for (&i, data) in indices.iter().zip(blocks) {
             let data: &[u8] = data.as_deref().map_or(&[], |d| d.as_slice());
@@ -482,7 +529,7 @@ impl BlockFile {
                 !self.dirty.contains_key(&i) && existing > 0 && (from > 0 || to < existing)
             })
             .collect();
-        let old = self.fetch(&need_old, &[])?;
+        let old = self.fetch(&need_old, &[], None)?;
         for (i, block) in need_old.iter().zip(old) {
             let block = block.map(|d| d.as_ref().clone()).unwrap_or_default();
             self.dirty_bytes += block.len();
@@ -643,7 +690,7 @@ impl BlockFile {
             } else if start + blk.len > new_size {
                 let keep = (new_size - start) as usize;
                 let mut data = self
-                    .fetch(&[blk.index], &[])?
+                    .fetch(&[blk.index], &[], None)?
                     .remove(0)
                     .map(|d| d.as_ref().clone())
                     .unwrap_or_default();

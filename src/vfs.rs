@@ -297,6 +297,8 @@ impl S3Vfs {
             lock,
             snapshot: Vec::new(),
             open_check,
+            journal_unchecked: false,
+            full_check_next: false,
         })
     }
 
@@ -437,6 +439,12 @@ pub struct S3File {
     snapshot: Vec<u8>,
     /// What the open learnt, reused by the first read transactions (see `vfs/open.rs`).
     open_check: Option<OpenCheck>,
+    /// This read transaction has not asked whether the journal exists yet: it asks with
+    /// the first blocks it fetches (see `vfs/read.rs`).
+    journal_unchecked: bool,
+    /// The next read transaction asks about the journal at its start, as SQLite's
+    /// hot-journal check needs: the deferred question found one.
+    full_check_next: bool,
 }
 
 impl S3File {
@@ -506,60 +514,6 @@ impl S3File {
         }
     }
 
-    /// Starts a read transaction on a database: revalidates the cache through block 0
-    /// (a conditional GET) and, at the same time, learns whether the journal's block 0
-    /// exists (a HEAD), for the hot-journal check SQLite makes next: one round trip, or
-    /// none right after the open, which asked the same (`vfs/open.rs`).
-    fn begin_read(&mut self) -> Result<()> {
-        // While this process holds the writer lease nobody else can have committed (the
-        // lease is exclusive, and this process's own commits went through the shared
-        // cache), and no journal can be hot (a writer holds RESERVED): no request at all.
-        if self.cfg.locking != Locking::None && self.fence.remaining().is_some() {
-            let cached = self.file().cached_header();
-            if let Some(header) = cached {
-                self.snapshot = header;
-                self.vfs.journals.hint_exists(&self.journal, false);
-                return Ok(());
-            }
-        }
-        // Just opened: the open asked both questions a moment ago.
-        let reused = self.open_check.as_mut().and_then(OpenCheck::take);
-        if let Some(journal_exists) = reused {
-            let cached = self.file().reuse_header();
-            if let Some(header) = cached {
-                check_header(&header, &self.cfg.target.bucket, &self.id.name)?;
-                self.snapshot = header;
-                self.vfs.journals.hint_exists(&self.journal, journal_exists);
-                return Ok(());
-            }
-        }
-        self.open_check = None;
-        // The last journal's cleanup ends first: the HEAD below must see it gone.
-        self.vfs.journals.settle(&self.journal);
-        let jname = journal_name(&self.id.name);
-        let jfile = self.vfs.block_file(&self.cfg, &jname);
-        let (revalidated, exists) = std::thread::scope(|s| {
-            let probe = s.spawn(|| jfile.first_block_exists());
-            let r = self.file().revalidate();
-            (r, probe.join())
-        });
-        self.snapshot = revalidated?;
-        check_header(&self.snapshot, &self.cfg.target.bucket, &self.id.name)?;
-        // A failed probe is not fatal: xAccess asks again.
-        if let Ok(Ok(exists)) = exists {
-            self.vfs.journals.hint_exists(&self.journal, exists);
-        }
-        Ok(())
-    }
-
-    /// Reads `buf.len()` bytes at `off`; `true` when the read was short (zero-filled).
-    pub fn read(&mut self, buf: &mut [u8], off: u64) -> Result<bool> {
-        if let Some(lock) = &self.lock {
-            lock.keep_reading()?;
-        }
-        self.file().read(buf, off)
-    }
-
     /// Buffers a write; flushes early when the buffer passes the dirty limit, which is
     /// always allowed because a database flush stores its journal first.
     pub fn write(&mut self, data: &[u8], off: u64) -> Result<()> {
@@ -625,12 +579,36 @@ impl S3File {
             &self.snapshot,
         );
         let lease = || S3File::new_lease(cfg, vfs, id, fence);
-        let still_current = || Ok(locked(file).revalidate()? == *snapshot);
+        // The journal is asked about when the lease was just taken over from a writer that
+        // never released it (it may have stopped mid-commit) by a transaction that read
+        // from the cache only and so has not asked yet (see `vfs/read.rs`).
+        let unasked = self.journal_unchecked;
+        let journal_found = std::cell::Cell::new(false);
+        let still_current = |from_unreleased: bool| {
+            if locked(file).revalidate()? != *snapshot {
+                return Ok(false);
+            }
+            let hot = unasked
+                && from_unreleased
+                && vfs
+                    .block_file(cfg, &journal_name(&id.name))
+                    .first_block_exists()?;
+            journal_found.set(hot);
+            Ok(!hot)
+        };
         let Some(lock) = self.lock.as_mut() else {
             return Ok(LockResult::Granted);
         };
         let starting = lock.level == LockLevel::None;
-        match lock.lock(level, lease, still_current)? {
+        let outcome = lock.lock(level, lease, still_current)?;
+        if journal_found.get() {
+            // The retry's read transaction asks at its start, so SQLite rolls it back.
+            self.full_check_next = true;
+        }
+        if level >= LockLevel::Reserved && outcome == Outcome::Granted {
+            self.journal_unchecked = false;
+        }
+        match outcome {
             Outcome::Granted => {}
             Outcome::Busy => return Ok(LockResult::Busy(None)),
             Outcome::BusyElsewhere(holder) => {
@@ -730,8 +708,9 @@ impl S3File {
 }
 
 mod open;
+mod read;
 mod wal;
-use open::{check_header, open_database, OpenCheck};
+use open::{open_database, OpenCheck};
 
 #[cfg(test)]
 mod tests;

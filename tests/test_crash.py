@@ -1,11 +1,13 @@
 """Crash safety: a writer is cut off after its k-th request and killed with SIGKILL, for
 every k through one multi-page commit, in each journal mode that keeps a journal in S3.
 A fresh process then finds the database intact, in the state before or after the
-transaction, never in between.
+transaction, never in between; so does a connection that was open and warm before the
+crash (its read transactions ask about the journal only when they fetch a block).
 """
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -114,3 +116,71 @@ def test_a_killed_writer_leaves_the_state_before_or_after(bucket, mode):
     px.stop()
     print(f"{mode}: {total} crash points tried, all intact: {outcomes}")
     assert outcomes["before"] > 0 and outcomes["after"] > 0
+
+
+@pytest.mark.exact_requests
+def test_a_warm_reader_never_reads_a_crashed_writers_half_commit(bucket):
+    """A reader opened before the crash has block 0 and one leaf cached, so its read
+    transactions start with a conditional GET alone. The first block it then fetches asks
+    about the journal beside it: a crashed writer's journal stops that read (nothing half
+    written is used or cached), and the retry rolls the journal back."""
+    template = "warmcrash/template.db"
+    conn = sqlutil.connect(template, bucket)
+    conn.execute("create table t(id integer primary key, v text)")
+    conn.execute("begin")
+    conn.executemany("insert into t(v) values (?)", ((f"row {i} " + "x" * 500,) for i in range(60)))
+    conn.execute("commit")
+    before = rows(conn)
+    conn.close()
+    after = [(i, v.upper()) for i, v in before]
+    env = dict(os.environ, S3VFS_LEASE_SECONDS=str(LEASE_SECONDS), S3VFS_LOG="off")
+    client = s3util.boto3_client()
+
+    url, px = proxymod.start(s3util.endpoint())
+    copy_prefix(client, bucket, template, "warmcrash/count.db")
+    w = run_writer(s3util.uri("warmcrash/count.db", bucket, endpoint=url), "DELETE", env)
+    assert w.communicate(timeout=60)[0].strip() == "COMMITTED"
+    total = px.total
+
+    readers = {}
+    for k in range(1, total + 1):
+        prefix = f"warmcrash/k{k}.db"
+        copy_prefix(client, bucket, template, prefix)
+        reader = sqlutil.connect(prefix, bucket)
+        assert reader.execute("select v from t where id = 1").fetchone()[0] == before[0][1]
+        readers[k] = reader
+        cut = threading.Event()
+        base = px.total
+
+        def cut_after_k(method, path, n, base=base, k=k, cut=cut):
+            if n - base > k:
+                cut.set()
+                return "reset"
+            return None
+
+        px.set(fail=cut_after_k)
+        w = run_writer(s3util.uri(prefix, bucket, endpoint=url), "DELETE", env)
+        while w.poll() is None and not cut.wait(0.01):
+            pass
+        w.send_signal(signal.SIGKILL)
+        w.wait(timeout=30)
+        px.set(fail=None)
+    px.stop()
+
+    time.sleep(LEASE_SECONDS * 7 / 6 + 0.3)  # every dead writer's lease runs out, and its grace
+    outcomes = {"before": 0, "after": 0, "stopped": 0}
+    for k, reader in readers.items():
+        try:
+            state = rows(reader)
+        except sqlite3.OperationalError as e:
+            last = reader.execute("select s3vfs_last_error()").fetchone()[0]
+            assert "rollback journal that no live writer holds" in last and "retry" in last, (k, e, last)
+            outcomes["stopped"] += 1
+            state = rows(reader)
+        assert reader.execute("pragma integrity_check").fetchone()[0] == "ok", k
+        assert state in (before, after), k
+        outcomes["before" if state == before else "after"] += 1
+        reader.close()
+    print(f"{total} crash points, warm readers: {outcomes}")
+    # Some points leave a hot journal (after the journal, before its block 0 is deleted).
+    assert outcomes["stopped"] > 0 and outcomes["before"] > 0 and outcomes["after"] > 0, outcomes

@@ -41,9 +41,9 @@ impl Process {
     /// `fresh` answers the freshness check, and says whether it was asked.
     fn write(&self, c: &mut Lock, fresh: bool) -> (Outcome, bool) {
         let asked = std::cell::Cell::new(false);
-        c.lock(Shared, self.maker(), || Ok(true)).unwrap();
+        c.lock(Shared, self.maker(), |_| Ok(true)).unwrap();
         let got = c
-            .lock(Exclusive, self.maker(), || {
+            .lock(Exclusive, self.maker(), |_| {
                 asked.set(true);
                 Ok(fresh)
             })
@@ -135,8 +135,8 @@ fn exit_gives_lingering_leases_up_but_not_a_writers() {
     p.table.end_lingering();
     assert!(stored(&s, DB).released);
     // A connection in a write transaction keeps its lease: its journal is not hot yet.
-    w.lock(Shared, p.maker(), || Ok(true)).unwrap();
-    w.lock(Reserved, p.maker(), || Ok(true)).unwrap();
+    w.lock(Shared, p.maker(), |_| Ok(true)).unwrap();
+    w.lock(Reserved, p.maker(), |_| Ok(true)).unwrap();
     p.table.end_lingering();
     assert!(!stored(&s, DB).released);
 }
@@ -230,8 +230,8 @@ fn a_write_transaction_is_not_kept_alive_from_the_background() {
     let mut c = p.conn(Duration::from_secs(60));
     // A lingering lease first, so a keeper has run for this entry.
     p.write(&mut c, true);
-    c.lock(Shared, p.maker(), || Ok(true)).unwrap();
-    c.lock(Reserved, p.maker(), || Ok(true)).unwrap();
+    c.lock(Shared, p.maker(), |_| Ok(true)).unwrap();
+    c.lock(Reserved, p.maker(), |_| Ok(true)).unwrap();
     s.clear_requests();
     // The writer hangs (or is frozen) past its term: only its own next write may renew,
     // and then only if nobody took the lease meanwhile.

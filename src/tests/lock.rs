@@ -36,7 +36,7 @@ impl Process {
     }
 
     fn lock(&self, c: &mut Lock, level: LockLevel) -> Outcome {
-        c.lock(level, self.lease(), || Ok(true)).unwrap()
+        c.lock(level, self.lease(), |_| Ok(true)).unwrap()
     }
 }
 
@@ -153,7 +153,7 @@ fn a_lease_taken_after_another_writers_commit_is_released_and_busy() {
     s.poke(KEY, &record("other", 0, true, false));
     let mut a = p.conn();
     p.lock(&mut a, Shared);
-    let got = a.lock(Reserved, p.lease(), || Ok(false)).unwrap();
+    let got = a.lock(Reserved, p.lease(), |_| Ok(false)).unwrap();
     assert_eq!(got, Outcome::Busy);
     assert_eq!(a.level, Shared);
     let r = stored(&s, DB);
@@ -162,7 +162,7 @@ fn a_lease_taken_after_another_writers_commit_is_released_and_busy() {
     let mut b = p.conn();
     p.lock(&mut b, Shared);
     assert_eq!(
-        b.lock(Reserved, p.lease(), || Ok(true)).unwrap(),
+        b.lock(Reserved, p.lease(), |_| Ok(true)).unwrap(),
         Outcome::Granted
     );
 }
@@ -177,11 +177,11 @@ fn a_stale_reader_retrying_in_the_same_transaction_is_checked_again() {
     let mut a = p.conn();
     p.lock(&mut a, Shared);
     assert_eq!(
-        a.lock(Reserved, p.lease(), || Ok(false)).unwrap(),
+        a.lock(Reserved, p.lease(), |_| Ok(false)).unwrap(),
         Outcome::Busy
     );
     assert_eq!(
-        a.lock(Reserved, p.lease(), || Ok(false)).unwrap(),
+        a.lock(Reserved, p.lease(), |_| Ok(false)).unwrap(),
         Outcome::Busy,
         "a retry from the same stale view"
     );
@@ -190,7 +190,7 @@ fn a_stale_reader_retrying_in_the_same_transaction_is_checked_again() {
     a.unlock(Unlocked).unwrap();
     p.lock(&mut a, Shared);
     assert_eq!(
-        a.lock(Reserved, p.lease(), || Ok(true)).unwrap(),
+        a.lock(Reserved, p.lease(), |_| Ok(true)).unwrap(),
         Outcome::Granted
     );
 }
@@ -209,14 +209,14 @@ fn a_reader_older_than_another_connections_take_is_checked_on_a_quick_take() {
     );
     new.unlock(Unlocked).unwrap();
     assert_eq!(
-        old.lock(Reserved, p.lease(), || Ok(false)).unwrap(),
+        old.lock(Reserved, p.lease(), |_| Ok(false)).unwrap(),
         Outcome::Busy,
         "the quick take is checked for a view older than the take"
     );
     // A connection whose read began after that take is not checked.
     let mut later = p.conn();
     p.lock(&mut later, Shared);
-    let got = later.lock(Reserved, p.lease(), || panic!("no check needed"));
+    let got = later.lock(Reserved, p.lease(), |_| panic!("no check needed"));
     assert_eq!(got.unwrap(), Outcome::Granted);
 }
 
@@ -230,7 +230,7 @@ fn our_own_released_lease_is_taken_back_without_the_freshness_check() {
     p.lock(&mut a, Shared);
     s.clear_requests();
     let got = a
-        .lock(Reserved, p.lease(), || {
+        .lock(Reserved, p.lease(), |_| {
             panic!("nobody wrote since our release")
         })
         .unwrap();
@@ -297,25 +297,25 @@ fn locking_none_never_touches_the_store() {
     let (mut a, mut b) = (p.conn(), p.conn());
     let no_lease = || -> Lease { panic!("locking=none makes no lease") };
     assert_eq!(
-        a.lock(Shared, no_lease, || Ok(true)).unwrap(),
+        a.lock(Shared, no_lease, |_| Ok(true)).unwrap(),
         Outcome::Granted
     );
     assert_eq!(
-        b.lock(Shared, no_lease, || Ok(true)).unwrap(),
+        b.lock(Shared, no_lease, |_| Ok(true)).unwrap(),
         Outcome::Granted
     );
     assert_eq!(
-        a.lock(Reserved, no_lease, || Ok(true)).unwrap(),
+        a.lock(Reserved, no_lease, |_| Ok(true)).unwrap(),
         Outcome::Granted
     );
     assert_eq!(
-        b.lock(Reserved, no_lease, || Ok(true)).unwrap(),
+        b.lock(Reserved, no_lease, |_| Ok(true)).unwrap(),
         Outcome::Busy,
         "still enforced in the process"
     );
     b.unlock(Unlocked).unwrap();
     assert_eq!(
-        a.lock(Exclusive, no_lease, || Ok(true)).unwrap(),
+        a.lock(Exclusive, no_lease, |_| Ok(true)).unwrap(),
         Outcome::Granted
     );
     a.ensure_writer().unwrap();
@@ -334,8 +334,8 @@ fn ensure_writer_fails_once_another_process_took_the_lease() {
     let table = LockTable::default();
     let mut a = Lock::new(table.entry(&Arc::from(DB)), Locking::Lease);
     let short = || lease(&s, DB, Duration::from_millis(30), &probes);
-    a.lock(Shared, short, || Ok(true)).unwrap();
-    a.lock(Exclusive, short, || Ok(true)).unwrap();
+    a.lock(Shared, short, |_| Ok(true)).unwrap();
+    a.lock(Exclusive, short, |_| Ok(true)).unwrap();
     a.ensure_writer().unwrap();
     poke_live(&s, DB, "usurper");
     std::thread::sleep(Duration::from_millis(12));

@@ -4,6 +4,7 @@
 //! proves the same protocols again against a real S3 server.
 
 mod cache;
+mod deferred_journal;
 mod journal_order;
 mod lease;
 mod linger;

@@ -33,7 +33,7 @@ impl Process {
         c.lock(
             level,
             || lease(&self.store, DB, LONG, &self.probes),
-            || Ok(true),
+            |_| Ok(true),
         )
         .unwrap()
     }
@@ -201,7 +201,7 @@ fn reads_through_a_strict_lock_fail_once_the_mark_lapsed() {
     let table = LockTable::default();
     let mut r = Lock::new(table.entry(&Arc::from(DB)), Locking::Strict);
     let short = || lease(&s, DB, Duration::from_millis(20), &probes);
-    r.lock(Shared, short, || Ok(true)).unwrap();
+    r.lock(Shared, short, |_| Ok(true)).unwrap();
     r.keep_reading().unwrap();
     std::thread::sleep(Duration::from_millis(25));
     assert!(matches!(r.keep_reading(), Err(Error::Lease(_))));
@@ -215,7 +215,7 @@ fn a_writer_that_lost_its_lease_cannot_flag_pending() {
     writer.lock(&mut w, Reserved);
     poke_live(&s, DB, "usurper");
     let err = w
-        .lock(Exclusive, || unreachable!(), || Ok(true))
+        .lock(Exclusive, || unreachable!(), |_| Ok(true))
         .unwrap_err();
     assert!(matches!(err, Error::Lease(_)), "{err:?}");
     assert_ne!(w.level, Exclusive);

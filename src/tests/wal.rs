@@ -53,7 +53,7 @@ impl Process {
     }
 
     fn lock(&self, c: &mut Lock, level: LockLevel) -> Outcome {
-        c.lock(level, || self.new_lease(), || Ok(true)).unwrap()
+        c.lock(level, || self.new_lease(), |_| Ok(true)).unwrap()
     }
 }
 

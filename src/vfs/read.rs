@@ -1,0 +1,120 @@
+//! Read transactions on a database: what each one asks S3 at its start, and the
+//! hot-journal question it defers.
+//!
+//! SQLite starts every read transaction by asking whether the journal exists (its
+//! hot-journal check). Asked at the start, that is a HEAD of journal block 0 beside the
+//! conditional GET of block 0: two requests for a warm query that reads only cached blocks.
+//! But a journal matters to a reader only through blocks it has not cached: a crashed
+//! writer's half-stored pages are all a hot journal can spoil, and every cached block was
+//! fetched by an earlier transaction that asked, under the block 0 still current (a commit
+//! changes block 0, and the conditional GET then drops the cache). So a read transaction
+//! starts with the GET alone and tells SQLite "no journal"; the first blocks it fetches go
+//! out beside the HEAD, which costs a request but no round trip. If a journal is there:
+//! - a live writer's (the lease is held): reading goes on, exactly as SQLite's own check
+//!   would let it (`locking=lease` readers may see a torn view, see the README);
+//! - a crashed writer's: the read fails with `SQLITE_BUSY` before anything it fetched is
+//!   cached, and the next read transaction asks at its start, so SQLite rolls it back.
+//!
+//! A transaction that upgrades to write without having asked asks when it takes the
+//! lease over from another writer (see `S3File::lock`): only a writer that never released
+//! its lease can have left a journal. With `locking=none` there is no lease to tell a live
+//! writer from a crashed one, so SQLite gets its answer at the start, as before.
+
+use super::open::{check_header, OpenCheck};
+use super::S3File;
+use crate::codes::Locking;
+use crate::error::{Error, Result};
+use crate::layout::journal_name;
+
+impl S3File {
+    /// Starts a read transaction on a database: revalidates the cache through block 0
+    /// (a conditional GET, answered 304 with no body when nothing changed). Right after the
+    /// open, which asked the same, and while this process holds the writer lease, it asks
+    /// nothing.
+    pub(super) fn begin_read(&mut self) -> Result<()> {
+        self.journal_unchecked = false;
+        // While this process holds the writer lease nobody else can have committed (the
+        // lease is exclusive, and this process's own commits went through the shared
+        // cache), and no journal can be hot (a writer holds RESERVED): no request at all.
+        if self.cfg.locking != Locking::None && self.fence.remaining().is_some() {
+            let cached = self.file().cached_header();
+            if let Some(header) = cached {
+                self.snapshot = header;
+                self.vfs.journals.hint_exists(&self.journal, false);
+                return Ok(());
+            }
+        }
+        // Just opened: the open asked both questions a moment ago.
+        let reused = self.open_check.as_mut().and_then(OpenCheck::take);
+        if let Some(journal_exists) = reused {
+            let cached = self.file().reuse_header();
+            if let Some(header) = cached {
+                check_header(&header, &self.cfg.target.bucket, &self.id.name)?;
+                self.snapshot = header;
+                self.vfs.journals.hint_exists(&self.journal, journal_exists);
+                return Ok(());
+            }
+        }
+        self.open_check = None;
+        // The last journal's cleanup ends first: a HEAD of the journal must see it gone.
+        self.vfs.journals.settle(&self.journal);
+        let full = std::mem::take(&mut self.full_check_next);
+        if self.cfg.locking != Locking::None && !full {
+            let revalidated = self.file().revalidate();
+            self.snapshot = revalidated?;
+            check_header(&self.snapshot, &self.cfg.target.bucket, &self.id.name)?;
+            self.vfs.journals.hint_exists(&self.journal, false);
+            self.journal_unchecked = true;
+            return Ok(());
+        }
+        let jfile = self.vfs.block_file(&self.cfg, &journal_name(&self.id.name));
+        let (revalidated, exists) = std::thread::scope(|s| {
+            let probe = s.spawn(|| jfile.first_block_exists());
+            let r = self.file().revalidate();
+            (r, probe.join())
+        });
+        self.snapshot = revalidated?;
+        check_header(&self.snapshot, &self.cfg.target.bucket, &self.id.name)?;
+        // A failed probe is not fatal: xAccess asks again.
+        if let Ok(Ok(exists)) = exists {
+            self.vfs.journals.hint_exists(&self.journal, exists);
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes at `off`; `true` when the read was short (zero-filled).
+    pub fn read(&mut self, buf: &mut [u8], off: u64) -> Result<bool> {
+        if let Some(lock) = &self.lock {
+            lock.keep_reading()?;
+        }
+        if !self.journal_unchecked {
+            return self.file().read(buf, off);
+        }
+        let check = || self.journal_allows_reading();
+        let (read, asked) = self.file().read_checked(buf, off, &check);
+        if asked {
+            self.journal_unchecked = false;
+            self.full_check_next = read.is_err();
+        }
+        read
+    }
+
+    /// The deferred hot-journal question (see the module's comment): fine when journal
+    /// block 0 is absent or a live writer's; an error when a crashed writer left it.
+    fn journal_allows_reading(&self) -> Result<()> {
+        let journal = self.vfs.block_file(&self.cfg, &journal_name(&self.id.name));
+        if !journal.first_block_exists()? || self.check_reserved()? {
+            return Ok(());
+        }
+        Err(Error::Busy(format!(
+            "s3://{}/{} has a rollback journal that no live writer holds: a writer stopped in the middle of a commit, so blocks not read before may be half written; this read stopped before using any; retry the statement (the next read transaction rolls the journal back)",
+            self.cfg.target.bucket, self.id.name
+        )))
+    }
+
+    /// Drops this file's cached blocks, as in a process that has not read them (tests).
+    #[cfg(test)]
+    pub fn forget_cached_blocks(&self) {
+        self.file().forget_cached_blocks();
+    }
+}
