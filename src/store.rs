@@ -245,6 +245,12 @@ impl BlockFile {
         Ok(self.store.head(&self.key(0))?.is_some())
     }
 
+    /// The first `n` bytes of block 0, `None` when it does not exist (one ranged GET,
+    /// straight from the store): for a journal, what SQLite's hot-journal rule reads.
+    pub fn first_bytes(&self, n: u64) -> Result<Option<Vec<u8>>> {
+        self.store.get_range(&self.key(0), 0, n)
+    }
+
     /// The length of block `index` if it exists (one HEAD).
     pub fn block_len(&self, index: u64) -> Result<Option<u64>> {
         self.store.head(&self.key(index))

@@ -22,7 +22,7 @@ use crate::s3::S3Client;
 use crate::store::{Block, BlockFile};
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Smallest multipart part (S3 wants ≥ 5 MiB; larger parts mean fewer requests).
 pub const MIN_PART: u64 = 8 << 20;
@@ -325,7 +325,8 @@ pub fn part_size(size: u64, block_size: u64) -> u64 {
 }
 
 /// Reads the database's bytes `[start, end)` from its blocks, in parallel, reporting each
-/// block fetched.
+/// block fetched. Each block is copied into its place in the result as it arrives, so a
+/// span costs its own size in memory, not twice that.
 fn read_span(
     db: &BlockFile,
     concurrency: usize,
@@ -334,33 +335,37 @@ fn read_span(
     progress: &dyn Progress,
 ) -> Result<Vec<u8>> {
     let b = db.block_size();
-    let indices: Vec<u64> = (start / b..end.div_ceil(b)).collect();
-    let blocks = par_map(&indices, concurrency, |&i| {
-        let block = db.get_block(i)?;
-        let wanted = (i * b).max(start)..((i + 1) * b).min(end);
-        progress.advance(wanted.end - wanted.start);
-        Ok(block)
-    })?;
-    let mut out = Vec::with_capacity((end - start) as usize);
-    for (&i, block) in indices.iter().zip(blocks) {
-        let block = block.ok_or_else(|| {
+    let mut out = vec![0u8; (end - start) as usize];
+    // One slot per block: the part of `out` that block fills.
+    let mut slots = Vec::new();
+    let mut rest = out.as_mut_slice();
+    for i in start / b..end.div_ceil(b) {
+        let len = (((i + 1) * b).min(end) - (i * b).max(start)) as usize;
+        let (slot, tail) = rest.split_at_mut(len);
+        slots.push((i, Mutex::new(slot)));
+        rest = tail;
+    }
+    par_map(&slots, concurrency, |(i, slot)| {
+        let i = *i;
+        let block = db.get_block(i)?.ok_or_else(|| {
             Error::Format(format!(
                 "block {i} of the database is missing: the layout is damaged"
             ))
         })?;
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
         let from = start.saturating_sub(i * b) as usize;
-        let to = ((end - i * b).min(block.len() as u64)) as usize;
-        if from < to {
-            out.extend_from_slice(&block[from..to]);
+        if block.len() < from + slot.len() {
+            return Err(Error::Format(format!(
+                "block {i} of the database holds {} bytes where the header promises {}: the layout is damaged",
+                block.len(),
+                from + slot.len()
+            )));
         }
-    }
-    if out.len() as u64 != end - start {
-        return Err(Error::Format(format!(
-            "the stored blocks hold {} bytes where the header promises {}: the layout is damaged",
-            out.len(),
-            end - start
-        )));
-    }
+        let n = slot.len();
+        slot.copy_from_slice(&block[from..from + n]);
+        progress.advance(n as u64);
+        Ok(())
+    })?;
     Ok(out)
 }
 

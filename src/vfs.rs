@@ -588,11 +588,8 @@ impl S3File {
             if locked(file).revalidate()? != *snapshot {
                 return Ok(false);
             }
-            let hot = unasked
-                && from_unreleased
-                && vfs
-                    .block_file(cfg, &journal_name(&id.name))
-                    .first_block_exists()?;
+            let hot =
+                unasked && from_unreleased && read::journal_of_may_be_hot(vfs, cfg, &id.name)?;
             journal_found.set(hot);
             Ok(!hot)
         };

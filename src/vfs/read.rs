@@ -9,7 +9,9 @@
 //! fetched by an earlier transaction that asked, under the block 0 still current (a commit
 //! changes block 0, and the conditional GET then drops the cache). So a read transaction
 //! starts with the GET alone and tells SQLite "no journal"; the first blocks it fetches go
-//! out beside the HEAD, which costs a request but no round trip. If a journal is there:
+//! out beside a ranged GET of journal block 0's header, which costs a request but no round
+//! trip. If a journal that may be hot is there (block 0 exists and its header is not all
+//! zero, SQLite's rule: a `PERSIST` journal between transactions is zeroed):
 //! - a live writer's (the lease is held): reading goes on, exactly as SQLite's own check
 //!   would let it (`locking=lease` readers may see a torn view, see the README);
 //! - a crashed writer's: the read fails with `SQLITE_BUSY` before anything it fetched is
@@ -21,10 +23,16 @@
 //! writer from a crashed one, so SQLite gets its answer at the start, as before.
 
 use super::open::{check_header, OpenCheck};
-use super::S3File;
+use super::{S3File, S3Vfs};
 use crate::codes::Locking;
+use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::header::journal_may_be_hot;
 use crate::layout::journal_name;
+
+/// The journal header bytes the hot-journal rule looks at (SQLite reads the first one;
+/// the magic and the record count fill 12, the nonce and sizes the rest of 28).
+const JOURNAL_HEADER_BYTES: u64 = 28;
 
 impl S3File {
     /// Starts a read transaction on a database: revalidates the cache through block 0
@@ -102,8 +110,7 @@ impl S3File {
     /// The deferred hot-journal question (see the module's comment): fine when journal
     /// block 0 is absent or a live writer's; an error when a crashed writer left it.
     fn journal_allows_reading(&self) -> Result<()> {
-        let journal = self.vfs.block_file(&self.cfg, &journal_name(&self.id.name));
-        if !journal.first_block_exists()? || self.check_reserved()? {
+        if !self.journal_may_be_hot()? || self.check_reserved()? {
             return Ok(());
         }
         Err(Error::Busy(format!(
@@ -112,9 +119,25 @@ impl S3File {
         )))
     }
 
+    /// Whether the journal may be hot by SQLite's rule: its first bytes exist and are not
+    /// all zero (a `PERSIST` journal between transactions has a zeroed header). One ranged
+    /// GET of journal block 0, the price of a HEAD.
+    fn journal_may_be_hot(&self) -> Result<bool> {
+        journal_of_may_be_hot(self.vfs, &self.cfg, &self.id.name)
+    }
+
     /// Drops this file's cached blocks, as in a process that has not read them (tests).
     #[cfg(test)]
     pub fn forget_cached_blocks(&self) {
         self.file().forget_cached_blocks();
     }
+}
+
+/// [`S3File::journal_may_be_hot`] for database `db_name`, for callers that cannot borrow
+/// the whole file.
+pub(super) fn journal_of_may_be_hot(vfs: &S3Vfs, cfg: &Config, db_name: &str) -> Result<bool> {
+    let journal = vfs.block_file(cfg, &journal_name(db_name));
+    Ok(journal_may_be_hot(
+        journal.first_bytes(JOURNAL_HEADER_BYTES)?.as_deref(),
+    ))
 }
