@@ -299,6 +299,7 @@ impl S3Vfs {
             open_check,
             journal_unchecked: false,
             full_check_next: false,
+            journal_seen: false,
         })
     }
 
@@ -445,6 +446,8 @@ pub struct S3File {
     /// The next read transaction asks about the journal at its start, as SQLite's
     /// hot-journal check needs: the deferred question found one.
     full_check_next: bool,
+    /// This read transaction ran beside a journal that may be hot (see `end_read`).
+    journal_seen: bool,
 }
 
 impl S3File {
@@ -645,6 +648,9 @@ impl S3File {
         }
         if level == LockLevel::None {
             self.file().forget_size();
+            if self.kind == OpenKind::Database {
+                self.end_read();
+            }
         }
         // The journal's cleanup is a writer's work: it ends before the lease is given up
         // (the lock waits for it then, see `Lock::with_settle`), so it can never delete

@@ -13,7 +13,9 @@
 //! trip. If a journal that may be hot is there (block 0 exists and its header is not all
 //! zero, SQLite's rule: a `PERSIST` journal between transactions is zeroed):
 //! - a live writer's (the lease is held): reading goes on, exactly as SQLite's own check
-//!   would let it (`locking=lease` readers may see a torn view, see the README);
+//!   would let it (`locking=lease` readers may see a torn view, see the README); what the
+//!   transaction cached is dropped at its end (`end_read`), since that writer may yet stop
+//!   before storing block 0, and the next transaction asks at its start;
 //! - a crashed writer's: the read fails with `SQLITE_BUSY` before anything it fetched is
 //!   cached, and the next read transaction asks at its start, so SQLite rolls it back.
 //!
@@ -41,6 +43,7 @@ impl S3File {
     /// nothing.
     pub(super) fn begin_read(&mut self) -> Result<()> {
         self.journal_unchecked = false;
+        self.journal_seen = false;
         // While this process holds the writer lease nobody else can have committed (the
         // lease is exclusive, and this process's own commits went through the shared
         // cache), and no journal can be hot (a writer holds RESERVED): no request at all.
@@ -76,16 +79,19 @@ impl S3File {
             return Ok(());
         }
         let jfile = self.vfs.block_file(&self.cfg, &journal_name(&self.id.name));
-        let (revalidated, exists) = std::thread::scope(|s| {
-            let probe = s.spawn(|| jfile.first_block_exists());
+        let (revalidated, first) = std::thread::scope(|s| {
+            let probe = s.spawn(|| jfile.first_bytes(JOURNAL_HEADER_BYTES));
             let r = self.file().revalidate();
             (r, probe.join())
         });
         self.snapshot = revalidated?;
         check_header(&self.snapshot, &self.cfg.target.bucket, &self.id.name)?;
         // A failed probe is not fatal: xAccess asks again.
-        if let Ok(Ok(exists)) = exists {
-            self.vfs.journals.hint_exists(&self.journal, exists);
+        if let Ok(Ok(first)) = first {
+            self.vfs
+                .journals
+                .hint_exists(&self.journal, first.is_some());
+            self.journal_seen = journal_may_be_hot(first.as_deref());
         }
         Ok(())
     }
@@ -98,20 +104,37 @@ impl S3File {
         if !self.journal_unchecked {
             return self.file().read(buf, off);
         }
-        let check = || self.journal_allows_reading();
+        let seen = std::cell::Cell::new(false);
+        let check = || self.journal_allows_reading().map(|live| seen.set(live));
         let (read, asked) = self.file().read_checked(buf, off, &check);
         if asked {
             self.journal_unchecked = false;
             self.full_check_next = read.is_err();
+            self.journal_seen = seen.get();
         }
         read
     }
 
-    /// The deferred hot-journal question (see the module's comment): fine when journal
-    /// block 0 is absent or a live writer's; an error when a crashed writer left it.
-    fn journal_allows_reading(&self) -> Result<()> {
-        if !self.journal_may_be_hot()? || self.check_reserved()? {
-            return Ok(());
+    /// Ends a read transaction on a database. One that ran beside a live writer's journal
+    /// may have cached blocks of a commit in progress (a torn view, see the README): if
+    /// that writer then stopped before storing block 0, they would pass for current. They
+    /// are dropped, and the next transaction asks about the journal at its start.
+    pub(super) fn end_read(&mut self) {
+        if std::mem::take(&mut self.journal_seen) {
+            self.file().forget_cached_blocks();
+            self.full_check_next = true;
+        }
+    }
+
+    /// The deferred hot-journal question (see the module's comment): `false` when journal
+    /// block 0 is absent or not hot, `true` when it may be hot and a live writer's; an
+    /// error when a writer that stopped left it.
+    fn journal_allows_reading(&self) -> Result<bool> {
+        if !self.journal_may_be_hot()? {
+            return Ok(false);
+        }
+        if self.check_reserved()? {
+            return Ok(true);
         }
         Err(Error::Busy(format!(
             "s3://{}/{} has a rollback journal that no live writer holds: a writer stopped in the middle of a commit, so blocks not read before may be half written; this read stopped before using any; retry the statement (the next read transaction rolls the journal back)",
