@@ -191,6 +191,20 @@ fn writing_with_a_free_lease_needs_no_journal_question() {
 }
 
 #[test]
+fn a_connection_with_nothing_cached_asks_at_the_start_so_sqlite_rolls_back_at_once() {
+    let (s, vfs, mut db) = warmed();
+    leave_journal(&s, now_ms() - PAST_GRACE);
+    db.forget_cached_blocks();
+    granted(db.lock(Shared));
+    assert_eq!(journal_asks(&s), 1, "{:?}", s.requests());
+    assert!(
+        journal_exists(vfs),
+        "SQLite sees the hot journal before any read"
+    );
+    db.unlock(Unlocked).unwrap();
+}
+
+#[test]
 fn with_locking_none_the_journal_is_asked_about_at_the_start() {
     let s = store();
     let vfs = vfs_on(&s, &[("S3VFS_LOCKING", "none")]);

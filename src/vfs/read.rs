@@ -19,6 +19,9 @@
 //! - a crashed writer's: the read fails with `SQLITE_BUSY` before anything it fetched is
 //!   cached, and the next read transaction asks at its start, so SQLite rolls it back.
 //!
+//! A connection with nothing cached (a fresh process whose open's answers are too old to
+//! reuse) asks at the start as before: it will fetch anyway.
+//!
 //! A transaction that upgrades to write without having asked asks when it takes the
 //! lease over from another writer (see `S3File::lock`): only a writer that never released
 //! its lease can have left a journal. With `locking=none` there is no lease to tell a live
@@ -69,8 +72,12 @@ impl S3File {
         self.open_check = None;
         // The last journal's cleanup ends first: a HEAD of the journal must see it gone.
         self.vfs.journals.settle(&self.journal);
+        // Deferred only on a warm connection (block 0 cached): a cold one fetches anyway,
+        // and asking at the start lets SQLite roll a crashed writer's journal back at once
+        // instead of failing the first read with "retry".
         let full = std::mem::take(&mut self.full_check_next);
-        if self.cfg.locking != Locking::None && !full {
+        let warm = self.file().cached_header().is_some();
+        if self.cfg.locking != Locking::None && !full && warm {
             let revalidated = self.file().revalidate();
             self.snapshot = revalidated?;
             check_header(&self.snapshot, &self.cfg.target.bucket, &self.id.name)?;
