@@ -49,6 +49,10 @@ struct Interior {
     ahead: usize,
     batch: usize,
     used: u64,
+    /// The direction of a scan that reached this page as a step across the children of a
+    /// remembered interior page (0 if none): a scan of the tree goes on through its
+    /// children from the first one, so that first read already fetches ahead.
+    inherit: i8,
 }
 
 struct Stream {
@@ -112,6 +116,7 @@ impl Prefetcher {
         for i in &mut self.interiors {
             i.last = None;
             i.dir = 0;
+            i.inherit = 0;
         }
     }
 
@@ -144,6 +149,14 @@ impl Prefetcher {
                         .unwrap_or(0);
                     self.interiors.remove(oldest);
                 }
+                // Reached by a scan across a parent's children (a deeper tree's next
+                // interior page): its children will be scanned too.
+                let inherit = self
+                    .interiors
+                    .iter()
+                    .filter(|i| i.dir != 0 && i.children.contains(&page))
+                    .max_by_key(|i| i.used)
+                    .map_or(0, |i| i.dir);
                 self.tick += 1;
                 self.interiors.push(Interior {
                     page,
@@ -153,6 +166,7 @@ impl Prefetcher {
                     ahead: 0,
                     batch: 0,
                     used: self.tick,
+                    inherit,
                 });
             }
         }
@@ -198,8 +212,12 @@ impl Prefetcher {
             Some(prev) if pos == prev + 1 => 1,
             Some(prev) if pos + 1 == prev => -1,
             Some(prev) if pos == prev => return Some(Vec::new()),
+            // The first child, in the direction of the scan that reached this page.
+            None if node.inherit > 0 && pos == 0 => 1,
+            None if node.inherit < 0 && pos + 1 == n => -1,
             _ => 0,
         };
+        node.inherit = 0;
         node.last = Some(pos);
         if dir == 0 {
             node.dir = 0;
@@ -370,6 +388,45 @@ mod tests {
             fetched += read(&mut p, c, &leaf).len();
         }
         assert_eq!(fetched, 298, "every later child fetched ahead exactly once");
+    }
+
+    #[test]
+    fn a_scan_reaching_the_next_interior_page_fetches_its_children_from_the_first() {
+        let mut p = Prefetcher {
+            btree: true,
+            ..Default::default()
+        };
+        let leaf = vec![0x0du8; PS];
+        // A root over three interior pages, each over 20 leaves.
+        let interiors = [10u32, 11, 12];
+        let leaves = |k: u32| -> Vec<u32> { (0..20).map(|i| 100 + 20 * k + i).collect() };
+        read(&mut p, 2, &interior(&interiors));
+        read(&mut p, 10, &interior(&leaves(0)));
+        assert!(
+            read(&mut p, 100, &leaf).is_empty(),
+            "the scan has not shown itself"
+        );
+        for &c in &leaves(0)[1..] {
+            read(&mut p, c, &leaf);
+        }
+        // The root's second child: the scan across the root shows itself here.
+        read(&mut p, 11, &interior(&leaves(1)));
+        let first = read(&mut p, leaves(1)[0], &leaf);
+        let want: Vec<u64> = leaves(1)[1..9].iter().map(|&c| u64::from(c) - 1).collect();
+        assert_eq!(first, want, "fetched ahead from the first child");
+    }
+
+    #[test]
+    fn a_point_query_through_a_deeper_tree_fetches_nothing_ahead() {
+        let mut p = Prefetcher {
+            btree: true,
+            ..Default::default()
+        };
+        let leaf = vec![0x0du8; PS];
+        let leaves: Vec<u32> = (100..120).collect();
+        read(&mut p, 2, &interior(&[10, 11, 12]));
+        read(&mut p, 11, &interior(&leaves));
+        assert!(read(&mut p, 100, &leaf).is_empty());
     }
 
     #[test]
