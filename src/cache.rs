@@ -41,6 +41,8 @@ struct Inner {
     tick: u64,
     bytes: usize,
     capacity: usize,
+    /// How many times each file's blocks were dropped (see [`BlockCache::drops`]).
+    drops: HashMap<Arc<str>, u64>,
 }
 
 impl BlockCache {
@@ -52,6 +54,7 @@ impl BlockCache {
                 tick: 0,
                 bytes: 0,
                 capacity,
+                drops: HashMap::new(),
             }),
         }
     }
@@ -120,9 +123,16 @@ impl BlockCache {
         self.lock().remove(key);
     }
 
+    /// How many times `file`'s blocks were dropped: what a connection derived from them
+    /// (the size its header gave) is stale once this changes.
+    pub fn drops(&self, file: &str) -> u64 {
+        self.lock().drops.get(file).copied().unwrap_or(0)
+    }
+
     /// Drops every block of one file.
     pub fn drop_file(&self, file: &str) {
         let mut inner = self.lock();
+        *inner.drops.entry(Arc::from(file)).or_insert(0) += 1;
         let doomed: Vec<Key> = inner
             .map
             .keys()

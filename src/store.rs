@@ -49,6 +49,9 @@ pub struct BlockFile {
     /// The logical size (stored blocks plus buffered writes), when known. Forgotten when
     /// the handle gives up its lock, because another writer may change the file then.
     size: Option<u64>,
+    /// [`crate::cache::BlockCache::drops`] of this file when its size was read from the
+    /// header: a later drop makes that size stale.
+    size_drops: u64,
     /// Blocks written but not yet PUT: their complete new content.
     dirty: BTreeMap<u64, Vec<u8>>,
     dirty_bytes: usize,
@@ -79,6 +82,7 @@ impl BlockFile {
             block_size,
             concurrency: DEFAULT_CONCURRENCY,
             size: None,
+            size_drops: 0,
             dirty: BTreeMap::new(),
             dirty_bytes: 0,
             prefetch: Prefetcher::default(),
@@ -192,11 +196,19 @@ impl BlockFile {
     /// header vouches for it (version-valid-for equals the change counter, as SQLite
     /// itself requires), else from a listing. Costs no request when block 0 is cached.
     pub fn database_size(&mut self) -> Result<u64> {
+        // The cached blocks were dropped since (a WAL lease taken over from another
+        // process, which may have checkpointed pages in): the size came from a stale
+        // header. Buffered writes define the size themselves.
+        let drops = CACHE.drops(&self.file_id);
+        if self.size_drops != drops && self.dirty.is_empty() {
+            self.size = None;
+        }
         if let Some(s) = self.size {
             return Ok(s);
         }
         let mut header = [0u8; 100];
         self.read(&mut header, 0)?;
+        self.size_drops = drops;
         match header_size(&header) {
             Some(s) => {
                 self.size = Some(s);

@@ -349,3 +349,23 @@ fn truncating_to_nothing_deletes_block_0_at_once_and_the_rest_in_the_background(
     assert_eq!(store.count("PUT "), 2);
     assert_eq!(store.count("GET "), 0);
 }
+
+#[test]
+fn a_size_read_from_the_header_goes_stale_when_the_cache_is_dropped() {
+    let store = Arc::new(MemoryStore::default());
+    let mut f = BlockFile::new(store.clone(), "size-drops.db", 4096);
+    store.poke("size-drops.db/0000000000", &crate::tests::page0(1, 1));
+    assert_eq!(f.database_size().unwrap(), 4096);
+    // Another process checkpoints a second page in (WAL mode: no change this process's
+    // read transactions would notice) ...
+    store.poke("size-drops.db/0000000000", &crate::tests::page0(1, 2));
+    store.poke("size-drops.db/0000000001", &[2u8; 4096]);
+    assert_eq!(
+        f.database_size().unwrap(),
+        4096,
+        "nothing dropped: the size stands"
+    );
+    // ... and this one takes the lease over, dropping what it cached of the database.
+    f.forget_cached_blocks();
+    assert_eq!(f.database_size().unwrap(), 8192);
+}
