@@ -55,12 +55,8 @@ def run_writer(uri, mode, env):
     )
 
 
-# The crash points are counted requests: under make test-faults, retries move them, so the
-# last point no longer falls after the commit. Faults during commits are test_network_faults'.
-@pytest.mark.exact_requests
-@pytest.mark.parametrize("mode", ["DELETE", "TRUNCATE", "PERSIST"])
-def test_a_killed_writer_leaves_the_state_before_or_after(bucket, mode):
-    template = f"crash/{mode}-template.db"
+def make_template(bucket, template, mode):
+    """A 60-row database in journal mode `mode`; its rows, before and after WRITER."""
     conn = sqlutil.connect(template, bucket)
     conn.execute(f"pragma journal_mode = {mode}")
     conn.execute("create table t(id integer primary key, v text)")
@@ -69,7 +65,37 @@ def test_a_killed_writer_leaves_the_state_before_or_after(bucket, mode):
     conn.execute("commit")
     before = rows(conn)
     conn.close()
-    after = [(i, v.upper()) for i, v in before]
+    return before, [(i, v.upper()) for i, v in before]
+
+
+def kill_after(px, url, bucket, prefix, mode, env, k):
+    """Runs WRITER on `prefix` through the proxy, cuts it off after its k-th request and
+    kills it with SIGKILL."""
+    cut = threading.Event()
+    base = px.total
+
+    def cut_after_k(method, path, n):
+        if n - base > k:
+            cut.set()
+            return "reset"
+        return None
+
+    px.set(fail=cut_after_k)
+    w = run_writer(s3util.uri(prefix, bucket, endpoint=url), mode, env)
+    while w.poll() is None and not cut.wait(0.01):
+        pass
+    w.send_signal(signal.SIGKILL)
+    w.wait(timeout=30)
+    px.set(fail=None)
+
+
+# The crash points are counted requests: under make test-faults, retries move them, so the
+# last point no longer falls after the commit. Faults during commits are test_network_faults'.
+@pytest.mark.exact_requests
+@pytest.mark.parametrize("mode", ["DELETE", "TRUNCATE", "PERSIST"])
+def test_a_killed_writer_leaves_the_state_before_or_after(bucket, mode):
+    template = f"crash/{mode}-template.db"
+    before, after = make_template(bucket, template, mode)
     env = dict(os.environ, S3VFS_LEASE_SECONDS=str(LEASE_SECONDS), S3VFS_LOG="off")
     client = s3util.boto3_client()
 
@@ -85,22 +111,7 @@ def test_a_killed_writer_leaves_the_state_before_or_after(bucket, mode):
     for k in range(1, total + 1):
         prefix = f"crash/{mode}-k{k}.db"
         copy_prefix(client, bucket, template, prefix)
-        cut = threading.Event()
-        base = px.total
-
-        def cut_after_k(method, path, n, base=base, k=k, cut=cut):
-            if n - base > k:
-                cut.set()
-                return "reset"
-            return None
-
-        px.set(fail=cut_after_k)
-        w = run_writer(s3util.uri(prefix, bucket, endpoint=url), mode, env)
-        while w.poll() is None and not cut.wait(0.01):
-            pass
-        w.send_signal(signal.SIGKILL)
-        w.wait(timeout=30)
-        px.set(fail=None)
+        kill_after(px, url, bucket, prefix, mode, env, k)
 
         time.sleep(LEASE_SECONDS * 7 / 6 + 0.3)  # the dead writer's lease runs out, and its grace period
         check = sqlutil.connect(prefix, bucket)
@@ -125,14 +136,7 @@ def test_a_warm_reader_never_reads_a_crashed_writers_half_commit(bucket):
     about the journal beside it: a crashed writer's journal stops that read (nothing half
     written is used or cached), and the retry rolls the journal back."""
     template = "warmcrash/template.db"
-    conn = sqlutil.connect(template, bucket)
-    conn.execute("create table t(id integer primary key, v text)")
-    conn.execute("begin")
-    conn.executemany("insert into t(v) values (?)", ((f"row {i} " + "x" * 500,) for i in range(60)))
-    conn.execute("commit")
-    before = rows(conn)
-    conn.close()
-    after = [(i, v.upper()) for i, v in before]
+    before, after = make_template(bucket, template, "DELETE")
     env = dict(os.environ, S3VFS_LEASE_SECONDS=str(LEASE_SECONDS), S3VFS_LOG="off")
     client = s3util.boto3_client()
 
@@ -149,22 +153,7 @@ def test_a_warm_reader_never_reads_a_crashed_writers_half_commit(bucket):
         reader = sqlutil.connect(prefix, bucket)
         assert reader.execute("select v from t where id = 1").fetchone()[0] == before[0][1]
         readers[k] = reader
-        cut = threading.Event()
-        base = px.total
-
-        def cut_after_k(method, path, n, base=base, k=k, cut=cut):
-            if n - base > k:
-                cut.set()
-                return "reset"
-            return None
-
-        px.set(fail=cut_after_k)
-        w = run_writer(s3util.uri(prefix, bucket, endpoint=url), "DELETE", env)
-        while w.poll() is None and not cut.wait(0.01):
-            pass
-        w.send_signal(signal.SIGKILL)
-        w.wait(timeout=30)
-        px.set(fail=None)
+        kill_after(px, url, bucket, prefix, "DELETE", env, k)
     px.stop()
 
     time.sleep(LEASE_SECONDS * 7 / 6 + 0.3)  # every dead writer's lease runs out, and its grace
