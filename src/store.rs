@@ -63,6 +63,12 @@ pub struct BlockFile {
     whole_blocks: bool,
     /// Written again from its start (see `rewrite.rs`).
     rewrite: rewrite::Rewrite,
+    /// S3 said block 0 does not exist when this read transaction started: until the next
+    /// one, block 0 reads as absent without asking again. Another process's first commit
+    /// may store it meanwhile; SQLite reads the header twice at the start of a
+    /// transaction (change counter, then size), and the two answers must agree, or it
+    /// takes the new size with its old, empty page 1 for "file is not a database".
+    first_absent: bool,
 }
 
 /// One stored block: its index and length.
@@ -88,6 +94,7 @@ impl BlockFile {
             prefetch: Prefetcher::default(),
             whole_blocks: false,
             rewrite: rewrite::Rewrite::default(),
+            first_absent: false,
         }
     }
 
@@ -194,7 +201,8 @@ impl BlockFile {
 
     /// The size of a database file from its header (page count × page size) when the
     /// header vouches for it (version-valid-for equals the change counter, as SQLite
-    /// itself requires), else from a listing. Costs no request when block 0 is cached.
+    /// itself requires), else from a listing; 0 without block 0. Costs no request when
+    /// block 0 is cached.
     pub fn database_size(&mut self) -> Result<u64> {
         // The cached blocks were dropped since (a WAL lease taken over from another
         // process, which may have checkpointed pages in): the size came from a stale
@@ -206,9 +214,19 @@ impl BlockFile {
         if let Some(s) = self.size {
             return Ok(s);
         }
-        let mut header = [0u8; 100];
-        self.read(&mut header, 0)?;
+        let first = self.fetch(&[0], &[], None)?.pop().flatten();
         self.size_drops = drops;
+        // No block 0, no database yet: other blocks under the prefix are a commit that
+        // has not stored block 0 (a database's first, in progress in another process) or
+        // what one that stopped left. Listing them would show a size whose first page
+        // is zeros, which SQLite calls "file is not a database".
+        let Some(first) = first else {
+            self.size = Some(0);
+            return Ok(0);
+        };
+        let mut header = [0u8; 100];
+        let n = first.len().min(100);
+        header[..n].copy_from_slice(&first[..n]);
         match header_size(&header) {
             Some(s) => {
                 self.size = Some(s);
@@ -288,6 +306,7 @@ impl BlockFile {
             _ => {
                 CACHE.drop_file(&self.file_id);
                 self.prefetch.reset(true);
+                self.first_absent = true;
                 Ok(None)
             }
         }
@@ -303,6 +322,7 @@ impl BlockFile {
         if !same {
             CACHE.drop_file(&self.file_id);
         }
+        self.first_absent = false;
         self.prefetch.reset(!same);
         let data = Arc::new(data);
         CACHE.insert_tagged(key, data.clone(), etag);
@@ -320,6 +340,7 @@ impl BlockFile {
         let fresh = match self.store.get_if_changed(&self.key(0), known.as_deref())? {
             Fetched::NotModified => {
                 self.prefetch.reset(false);
+                self.first_absent = false;
                 cached
             }
             Fetched::Found { data, etag } => {
@@ -328,6 +349,7 @@ impl BlockFile {
             Fetched::Missing => {
                 CACHE.drop_file(&self.file_id);
                 self.prefetch.reset(true);
+                self.first_absent = true;
                 None
             }
         };
@@ -367,19 +389,22 @@ impl BlockFile {
                 out.push(Some(Arc::new(d.clone())));
             } else if let Some(c) = CACHE.get(&self.cache_key(i)) {
                 out.push(Some(c));
+            } else if i == 0 && self.first_absent {
+                out.push(None);
             } else {
                 out.push(None);
                 missing.push((pos, i));
             }
         }
-        let wanted: Vec<u64> =
-            missing
-                .iter()
-                .map(|&(_, i)| i)
-                .chain(ahead.iter().copied().filter(|i| {
-                    !self.dirty.contains_key(i) && !CACHE.contains(&self.cache_key(*i))
-                }))
-                .collect();
+        let wanted: Vec<u64> = missing
+            .iter()
+            .map(|&(_, i)| i)
+            .chain(ahead.iter().copied().filter(|i| {
+                !self.dirty.contains_key(i)
+                    && !CACHE.contains(&self.cache_key(*i))
+                    && !(*i == 0 && self.first_absent)
+            }))
+            .collect();
         if wanted.is_empty() {
             return Ok(out);
         }
@@ -552,6 +577,10 @@ impl BlockFile {
             let block = block.map(|d| d.as_ref().clone()).unwrap_or_default();
             self.dirty_bytes += block.len();
             self.dirty.insert(*i, block);
+        }
+        // Block 0 is this writer's own from here on (see `first_absent`).
+        if indices.first() == Some(&0) {
+            self.first_absent = false;
         }
         for i in indices {
             let (from, to) = span(i);

@@ -122,6 +122,47 @@ def test_concurrent_writer_processes_lose_no_increment(bucket):
     assert conn.execute("select n from c").fetchone()[0] == committed == per_process * processes
 
 
+CREATOR = textwrap.dedent("""
+    import os, sqlite3, sys, time
+    boot = sqlite3.connect(":memory:")
+    boot.enable_load_extension(True)
+    boot.load_extension(sys.argv[1])
+    while not os.path.exists(sys.argv[3]):  # every process starts at once
+        time.sleep(0.002)
+    db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=60)
+    if not db.execute("select 1 from sqlite_master where name = 'notes'").fetchone():
+        db.execute("begin immediate")
+        db.execute("create table if not exists notes(body text)")
+        db.execute("commit")
+    db.execute("begin immediate")
+    db.execute("insert into notes values (?)", (str(os.getpid()),))
+    db.execute("commit")
+    print("OK")
+""")
+
+
+def test_processes_that_create_the_same_new_database_at_once_all_commit(bucket, tmp_path):
+    """Each sees an empty database, then waits for the lease while another one's first
+    commit stores its blocks: its next look must see either no block 0 or the new database,
+    never the new size over its old, empty first page ("file is not a database")."""
+    rounds, processes = 6, 3
+    for r in range(rounds):
+        go = tmp_path / f"go{r}"
+        uri = s3util.uri(f"lock/created{r}.db", bucket)
+        creators = [
+            subprocess.Popen([sys.executable, "-c", CREATOR, s3util.LIB, uri, str(go)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(processes)
+        ]
+        go.touch()
+        for c in creators:
+            out, err = c.communicate(timeout=120)
+            assert (c.returncode, out.strip()) == (0, "OK"), (r, err)
+        conn = sqlutil.connect(f"lock/created{r}.db", bucket)
+        assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("select count(*) from notes").fetchone()[0] == processes
+
+
 def test_locking_none_writes_no_lease(bucket):
     conn = counter_db(bucket, "lock/none.db", locking="none")
     conn.execute("update c set n = 5")

@@ -369,3 +369,39 @@ fn a_size_read_from_the_header_goes_stale_when_the_cache_is_dropped() {
     f.forget_cached_blocks();
     assert_eq!(f.database_size().unwrap(), 8192);
 }
+
+#[test]
+fn a_transaction_that_found_no_block_0_reads_an_empty_database_while_another_creates_it() {
+    let store = Arc::new(MemoryStore::default());
+    let mut f = BlockFile::new(store.clone(), "new.db", 4096).with_whole_blocks();
+    assert!(f.revalidate().unwrap().is_empty(), "no block 0 yet");
+    // Another process's first commit stores its pages ...
+    store.poke("new.db/0000000001", &[2u8; 4096]);
+    store.poke("new.db/0000000000", &crate::tests::page0(1, 2));
+    store.clear_requests();
+    // ... while this transaction reads the change counter, then asks the size, as SQLite
+    // does: both answer from the start's view, an empty database, and nothing is asked.
+    let mut counter = [9u8; 16];
+    assert!(f.read(&mut counter, 24).unwrap(), "short: nothing there");
+    assert_eq!(counter, [0u8; 16]);
+    assert_eq!(f.database_size().unwrap(), 0);
+    assert!(store.requests().is_empty(), "{:?}", store.requests());
+    // The next transaction sees the new database.
+    f.forget_size();
+    assert_eq!(f.revalidate().unwrap(), crate::tests::page0(1, 2)[..100]);
+    assert_eq!(f.database_size().unwrap(), 8192);
+}
+
+#[test]
+fn blocks_without_a_block_0_are_no_database_and_not_listed() {
+    // What a first commit that stopped before storing block 0 leaves: not a database yet.
+    let store = Arc::new(MemoryStore::default());
+    let mut f = BlockFile::new(store.clone(), "stray.db", 4096).with_whole_blocks();
+    store.poke("stray.db/0000000001", &[2u8; 4096]);
+    store.poke("stray.db/0000000002", &[3u8; 4096]);
+    assert_eq!(f.database_size().unwrap(), 0);
+    assert_eq!(store.count("LIST "), 0, "{:?}", store.requests());
+    // This process's own first commit then defines the size.
+    f.write(&crate::tests::page0(1, 1), 0).unwrap();
+    assert_eq!(f.database_size().unwrap(), 4096);
+}
