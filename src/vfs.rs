@@ -298,7 +298,8 @@ impl S3Vfs {
             snapshot: Vec::new(),
             open_check,
             journal_unchecked: false,
-            full_check_next: false,
+            // A new connection's first question is asked at a start (see `vfs/read.rs`).
+            full_check_next: true,
             journal_seen: false,
         })
     }
@@ -444,7 +445,7 @@ pub struct S3File {
     /// the first blocks it fetches (see `vfs/read.rs`).
     journal_unchecked: bool,
     /// The next read transaction asks about the journal at its start, as SQLite's
-    /// hot-journal check needs: the deferred question found one.
+    /// hot-journal check needs: the deferred question found one, or none was asked yet.
     full_check_next: bool,
     /// This read transaction ran beside a journal that may be hot (see `end_read`).
     journal_seen: bool,

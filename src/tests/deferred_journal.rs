@@ -220,3 +220,53 @@ fn with_locking_none_the_journal_is_asked_about_at_the_start() {
     assert_eq!(journal_asks(&s), 1, "{:?}", s.requests());
     db.unlock(Unlocked).unwrap();
 }
+
+#[test]
+fn a_fresh_connection_whose_open_answers_are_too_old_asks_at_its_start() {
+    let s = store();
+    let vfs = vfs_on(&s, &[]);
+    create_db(vfs, DB, 300, 1);
+    let mut db = open_db(vfs, DB, None, 0);
+    // A writer crashes between the open and the first statement, which a loaded machine
+    // delays past the open's answers: block 0 is cached, but no question was asked at a
+    // start yet, so SQLite is told about the journal before any read, and rolls it back.
+    leave_journal(&s, now_ms() - PAST_GRACE);
+    db.expire_open_check();
+    s.clear_requests();
+    granted(db.lock(Shared));
+    assert_eq!(journal_asks(&s), 1, "{:?}", s.requests());
+    assert!(
+        journal_exists(vfs),
+        "SQLite sees the hot journal at the start"
+    );
+    db.unlock(Unlocked).unwrap();
+}
+
+#[test]
+fn a_journal_seen_at_the_open_is_asked_about_at_the_start_when_its_answers_run_out() {
+    let s = store();
+    let vfs = vfs_on(&s, &[]);
+    create_db(vfs, DB, 300, 1);
+    leave_journal(&s, now_ms() - PAST_GRACE);
+    let mut db = open_db(vfs, DB, None, 0);
+    for _ in 0..2 {
+        granted(db.lock(Shared));
+        assert!(journal_exists(vfs), "the open's answer");
+        db.unlock(Unlocked).unwrap();
+    }
+    s.clear_requests();
+    granted(db.lock(Shared));
+    assert_eq!(journal_asks(&s), 1, "{:?}", s.requests());
+    assert!(journal_exists(vfs));
+    db.unlock(Unlocked).unwrap();
+    // Once a start found no journal (SQLite rolled it back), the question is deferred again.
+    s.remove(J0);
+    for _ in 0..2 {
+        granted(db.lock(Shared));
+        db.unlock(Unlocked).unwrap();
+    }
+    s.clear_requests();
+    granted(db.lock(Shared));
+    assert_eq!(journal_asks(&s), 0, "{:?}", s.requests());
+    db.unlock(Unlocked).unwrap();
+}

@@ -46,6 +46,12 @@ impl OpenCheck {
         self.uses_left -= 1;
         Some(self.journal_exists)
     }
+
+    /// Makes the answers too old to reuse, as on a loaded machine (tests).
+    #[cfg(test)]
+    pub fn expire(&mut self) {
+        self.sent = Instant::now() - OPEN_CHECK_REUSE;
+    }
 }
 
 /// Checks the database at open (see [`check_existing`]) and, in parallel, whether its

@@ -19,8 +19,12 @@
 //! - a crashed writer's: the read fails with `SQLITE_BUSY` before anything it fetched is
 //!   cached, and the next read transaction asks at its start, so SQLite rolls it back.
 //!
-//! A connection with nothing cached (a fresh process whose open's answers are too old to
-//! reuse) asks at the start as before: it will fetch anyway.
+//! A connection's first question is asked at a start: by the open, whose answer its
+//! first transactions reuse, or by the first transaction that cannot reuse it (a loaded
+//! machine took too long). A journal seen at the open is asked about at the start again
+//! when that answer runs out. So a fresh connection never meets a crashed writer's journal
+//! as a failed read, only as SQLite's rollback. A connection with nothing cached asks at
+//! the start too: it will fetch anyway.
 //!
 //! A transaction that upgrades to write without having asked asks when it takes the
 //! lease over from another writer (see `S3File::lock`): only a writer that never released
@@ -66,6 +70,7 @@ impl S3File {
                 check_header(&header, &self.cfg.target.bucket, &self.id.name)?;
                 self.snapshot = header;
                 self.vfs.journals.hint_exists(&self.journal, journal_exists);
+                self.full_check_next = journal_exists;
                 return Ok(());
             }
         }
@@ -154,6 +159,14 @@ impl S3File {
     /// GET of journal block 0, the price of a HEAD.
     fn journal_may_be_hot(&self) -> Result<bool> {
         journal_of_may_be_hot(self.vfs, &self.cfg, &self.id.name)
+    }
+
+    /// Makes the open's answers too old to reuse, as on a loaded machine (tests).
+    #[cfg(test)]
+    pub fn expire_open_check(&mut self) {
+        if let Some(check) = self.open_check.as_mut() {
+            check.expire();
+        }
     }
 
     /// Drops this file's cached blocks, as in a process that has not read them (tests).
