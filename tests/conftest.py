@@ -63,7 +63,10 @@ def _start_flaky_proxy(upstream, worker_id):
 
     import proxy
 
-    rng = random.Random(f"faults-{worker_id}")
+    # S3VFS_TEST_FAULT_SEED varies which requests fail, to hunt a flake on purpose
+    # (`S3VFS_TEST_FAULT_SEED=7 make test-faults`); unset, every run fails the same ones.
+    seed = os.environ.get("S3VFS_TEST_FAULT_SEED", "")
+    rng = random.Random(f"faults-{worker_id}{'-' + seed if seed else ''}")
     lock = threading.Lock()
 
     def flaky(method, path, n):
