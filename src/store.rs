@@ -399,10 +399,9 @@ impl BlockFile {
         let wanted: Vec<u64> = missing
             .iter()
             .map(|&(_, i)| i)
-            .chain(ahead.iter().copied().filter(|i| {
-                !self.dirty.contains_key(i)
-                    && !CACHE.contains(&self.cache_key(*i))
-                    && !(*i == 0 && self.first_absent)
+            .chain(ahead.iter().copied().filter(|&i| {
+                let absent = i == 0 && self.first_absent;
+                !absent && !self.dirty.contains_key(&i) && !CACHE.contains(&self.cache_key(i))
             }))
             .collect();
         if wanted.is_empty() {
