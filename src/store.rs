@@ -354,8 +354,17 @@ impl BlockFile {
     /// Starts a read transaction without asking S3 (the caller knows block 0 is current):
     /// the cached header, if block 0 is cached, and the scans' positions forgotten.
     pub fn reuse_header(&mut self) -> Option<Vec<u8>> {
-        let header = self.cached_header()?;
+        let header = self.keep_header()?;
         self.prefetch.reset(false);
+        Some(header)
+    }
+
+    /// Starts a read transaction on the cached block 0 (the caller knows it is current:
+    /// this process holds the writer lease), if cached; the scans go on.
+    pub fn keep_header(&mut self) -> Option<Vec<u8>> {
+        let header = self.cached_header()?;
+        // It exists: an eviction later in the transaction must not make it read as absent.
+        self.first_absent = false;
         Some(header)
     }
 

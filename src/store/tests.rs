@@ -405,3 +405,21 @@ fn blocks_without_a_block_0_are_no_database_and_not_listed() {
     f.write(&crate::tests::page0(1, 1), 0).unwrap();
     assert_eq!(f.database_size().unwrap(), 4096);
 }
+
+#[test]
+fn a_block_0_known_to_exist_is_fetched_again_after_an_eviction() {
+    let store = Arc::new(MemoryStore::default());
+    let mut f = BlockFile::new(store.clone(), "grown.db", 4096).with_whole_blocks();
+    assert!(f.revalidate().unwrap().is_empty(), "no block 0 yet");
+    // Another connection of this process stores block 0 (a WAL checkpoint) ...
+    let mut other = BlockFile::new(store.clone(), "grown.db", 4096).with_whole_blocks();
+    other.write(&crate::tests::page0(1, 1), 0).unwrap();
+    other.flush().unwrap();
+    // ... and this one starts its next transaction on the cached copy, which the cache
+    // then evicts: block 0 is read again from S3, not taken for absent.
+    assert!(f.keep_header().is_some());
+    f.forget_cached_blocks();
+    let mut head = [0u8; 16];
+    f.read(&mut head, 0).unwrap();
+    assert_eq!(&head, b"SQLite format 3\0");
+}

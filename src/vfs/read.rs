@@ -55,7 +55,7 @@ impl S3File {
         // lease is exclusive, and this process's own commits went through the shared
         // cache), and no journal can be hot (a writer holds RESERVED): no request at all.
         if self.cfg.locking != Locking::None && self.fence.remaining().is_some() {
-            let cached = self.file().cached_header();
+            let cached = self.file().keep_header();
             if let Some(header) = cached {
                 self.snapshot = header;
                 self.vfs.journals.hint_exists(&self.journal, false);
