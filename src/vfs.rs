@@ -20,23 +20,25 @@
 //! shared block cache against block 0. Locks are enforced within the process by the lock
 //! table and across processes by the writer lease (`lock.rs`).
 //!
-//! What only WAL mode uses is in `vfs/wal.rs`; the checks of what is stored at a database's
-//! prefix before SQLite reads it, in `vfs/existing.rs`.
+//! One open file's writes, flush, size and close are in `vfs/file.rs`; its locks in
+//! `vfs/locking.rs`; a read transaction's start in `vfs/read.rs`; opening a main database
+//! (and the checks of what is stored at its prefix) in `vfs/open.rs`; what only WAL mode
+//! uses in `vfs/wal.rs`.
 
 use crate::cache::CACHE;
-use crate::codes::{code, LockLevel, Locking, OpenKind};
+use crate::codes::{code, Locking, OpenKind};
 use crate::config::{self, Config, ProcessSettings, Target};
 use crate::error::{Error, Result};
 use crate::fence::Fence;
 use crate::journal::{Journals, SharedFile};
 use crate::layout::{self, journal_name, DbId};
 use crate::lease::{ConditionalWrites, Lease};
-use crate::lock::{Lock, LockTable, Outcome};
+use crate::lock::{Lock, LockTable};
 use crate::logging;
 use crate::object_store::ObjectStore;
 use crate::s3::S3Client;
 use crate::shm::ShmTable;
-use crate::store::{BlockFile, DIRTY_LIMIT};
+use crate::store::BlockFile;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -483,234 +485,14 @@ impl S3File {
         .with_fence(fence.clone())
     }
 
-    /// Flushes buffered writes; a database flushes its journal first.
-    fn flush(&self) -> Result<()> {
-        // The journal is the writer's: a reader's unlock must not store another
-        // connection's buffered journal (it would cost PUTs while that one still writes).
-        let writer = self
-            .lock
-            .as_ref()
-            .is_none_or(|l| l.level >= LockLevel::Reserved);
-        if let Some(lock) = &self.lock {
-            let journal_dirty = writer && self.vfs.journals.has_dirty(&self.journal);
-            if self.file().dirty_bytes() > 0 || journal_dirty {
-                lock.ensure_writer()?;
-            }
-        }
-        self.ensure_wal_writer()?;
-        // Between batches of a long flush the writer's lease is renewed as needed.
-        let keep_going = || match &self.lock {
-            Some(lock) => lock.ensure_writer(),
-            None => Ok(()),
-        };
-        if self.kind == OpenKind::Journal {
-            // The previous journal's cleanup must not delete blocks this one stores.
-            self.vfs.journals.settle(&self.id.key());
-        }
-        let mut file = self.file();
-        match self.kind {
-            OpenKind::Database if writer => {
-                self.vfs
-                    .journals
-                    .flush_database(&self.journal, &mut file, &keep_going)
-            }
-            _ => file.flush(),
-        }
-    }
-
-    /// Buffers a write; flushes early when the buffer passes the dirty limit, which is
-    /// always allowed because a database flush stores its journal first.
-    pub fn write(&mut self, data: &[u8], off: u64) -> Result<()> {
-        if self.readonly {
-            return Err(Error::ReadOnly("the database was opened read-only".into()));
-        }
-        match self.kind {
-            // A write needs the file's size; a database's comes from its header (no
-            // request when block 0 is cached) rather than from a listing.
-            OpenKind::Database => {
-                self.file().database_size()?;
-            }
-            OpenKind::Wal => self.wal_write(off)?,
-            _ => {}
-        }
-        self.file().write(data, off)?;
-        // The size is read in its own statement: a guard held across the flush, which
-        // locks the file again, would deadlock.
-        let over_limit = self.file().dirty_bytes() > DIRTY_LIMIT;
-        if over_limit {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Shrinks the file.
-    pub fn truncate(&mut self, size: u64) -> Result<()> {
-        // A checkpoint "truncates" the database to the size it already has: nothing to
-        // cut, and no listing needed to find out.
-        if self.kind == OpenKind::Database && self.file().known_size().is_some_and(|s| size >= s) {
-            return Ok(());
-        }
-        match self.kind {
-            OpenKind::Wal => self.truncate_wal(size),
-            kind => self.file().truncate(size, kind == OpenKind::Journal),
-        }
-    }
-
-    /// Stores every buffered block (in parallel; a database's journal first) and returns
-    /// when S3 has acknowledged all of them.
-    pub fn sync(&mut self) -> Result<()> {
-        self.flush()
-    }
-
-    /// The file's size: a database's from its header when it vouches for it.
-    pub fn size(&mut self) -> Result<u64> {
-        match self.kind {
-            OpenKind::Database => self.file().database_size(),
-            _ => self.file().cached_size(),
-        }
-    }
-
-    /// SQLite's locks, through the process's lock table and, for writers, the lease in S3.
-    /// Taking the first lock starts a read transaction: another writer may have changed
-    /// the file since the last one, so the size is forgotten and the cache checked.
-    pub fn lock(&mut self, level: LockLevel) -> Result<LockResult> {
-        let (cfg, vfs, id, fence, file, snapshot) = (
-            &self.cfg,
-            self.vfs,
-            &self.id,
-            &self.fence,
-            &self.file,
-            &self.snapshot,
-        );
-        let lease = || S3File::new_lease(cfg, vfs, id, fence);
-        // The journal is asked about when the lease was just taken over from a writer that
-        // never released it (it may have stopped mid-commit) by a transaction that read
-        // from the cache only and so has not asked yet (see `vfs/read.rs`).
-        let unasked = self.journal_unchecked;
-        let journal_found = std::cell::Cell::new(false);
-        let still_current = |from_unreleased: bool| {
-            if locked(file).revalidate()? != *snapshot {
-                return Ok(false);
-            }
-            let hot =
-                unasked && from_unreleased && read::journal_of_may_be_hot(vfs, cfg, &id.name)?;
-            journal_found.set(hot);
-            Ok(!hot)
-        };
-        let Some(lock) = self.lock.as_mut() else {
-            return Ok(LockResult::Granted);
-        };
-        let starting = lock.level == LockLevel::None;
-        let outcome = lock.lock(level, lease, still_current)?;
-        if journal_found.get() {
-            // The retry's read transaction asks at its start, so SQLite rolls it back.
-            self.full_check_next = true;
-        }
-        if level >= LockLevel::Reserved && outcome == Outcome::Granted {
-            self.journal_unchecked = false;
-        }
-        match outcome {
-            Outcome::Granted => {}
-            Outcome::Busy => return Ok(LockResult::Busy(None)),
-            Outcome::BusyElsewhere(holder) => {
-                return Ok(LockResult::Busy(Some(format!(
-                    "s3vfs: {} is being written by another process (host {}, pid {}, lease until {} ms since the epoch); set a busy_timeout to wait for it",
-                    self.id.name, holder.host, holder.pid, holder.expires_ms
-                ))))
-            }
-            Outcome::ReadersElsewhere(n) => {
-                return Ok(LockResult::Busy(Some(format!(
-                    "s3vfs: {} has {n} reader(s) in other processes (locking=strict): the commit waits for them; set a busy_timeout longer than their read transactions",
-                    self.id.name
-                ))))
-            }
-        }
-        if starting {
-            self.file().forget_size();
-            if let Err(e) = self.begin_read() {
-                let _ = self.lock.as_mut().map(|l| l.unlock(LockLevel::None));
-                return Err(e);
-            }
-            self.vfs.note_header(&self.id.key(), &self.snapshot);
-        }
-        Ok(LockResult::Granted)
-    }
-
-    /// Flushes before giving the lock up: with `synchronous=OFF` SQLite never calls xSync,
-    /// and the next holder must see the writes.
-    pub fn unlock(&mut self, level: LockLevel) -> Result<()> {
-        let flushed = self.flush();
-        if flushed.is_err() && self.kind == OpenKind::Database {
-            // What could not be stored now must not be stored later under another lease:
-            // SQLite treats the failed transaction as unfinished and rolls it back from
-            // the journal (stored first) at its next read.
-            self.file().discard_dirty();
-            self.vfs.journals.discard(&self.journal);
-        }
-        if level == LockLevel::None {
-            self.file().forget_size();
-            if self.kind == OpenKind::Database {
-                self.end_read();
-            }
-        }
-        // The journal's cleanup is a writer's work: it ends before the lease is given up
-        // (the lock waits for it then, see `Lock::with_settle`), so it can never delete
-        // blocks of the next writer's journal. Without a lease, it ends here.
-        let writer = self
-            .lock
-            .as_ref()
-            .is_some_and(|l| l.level >= LockLevel::Reserved);
-        if writer && level < LockLevel::Reserved && self.cfg.locking == Locking::None {
-            self.vfs.journals.settle(&self.journal);
-        }
-        let unlocked = match self.lock.as_mut() {
-            Some(l) => l.unlock(level),
-            None => Ok(()),
-        };
-        flushed.and(unlocked)
-    }
-
-    /// True when any connection, in this process or (with a lease) anywhere, may be
-    /// writing: then a journal is a live writer's, never a hot one to roll back.
-    pub fn check_reserved(&self) -> Result<bool> {
-        match &self.lock {
-            Some(lock) => lock.reserved_anywhere(|| {
-                S3File::new_lease(&self.cfg, self.vfs, &self.id, &self.fence)
-            }),
-            None => Ok(false),
-        }
-    }
-
-    /// Flushes what is buffered (a file closed without a sync still keeps its writes, as
-    /// a local file would) and forgets the file.
-    pub fn close(mut self) -> Result<()> {
-        let flushed = self.flush();
-        // The lock entry is shared by identity; dropping ours first lets the table forget
-        // a database no connection uses any more.
-        self.lock = None;
-        match self.kind {
-            OpenKind::Journal => {
-                let size = self.file().known_size();
-                self.vfs.journals.closed(&self.id.key(), size);
-            }
-            OpenKind::Database => {
-                // A process may exit right after closing its database: finish the journal
-                // cleanup now rather than leave blocks behind (harmless, but untidy).
-                self.vfs.journals.settle(&self.journal);
-                self.vfs.journals.forget(&self.journal);
-                self.vfs.closed_database(self.handle, &self.id.key());
-            }
-            _ => {}
-        }
-        flushed
-    }
-
     /// The locking mode of this file's database.
     pub fn locking(&self) -> Locking {
         self.cfg.locking
     }
 }
 
+mod file;
+mod locking;
 mod open;
 mod read;
 mod wal;

@@ -1,7 +1,7 @@
 //! Unit tests of the VFS object over an in-memory bucket.
 
 use super::*;
-use crate::codes::open_flag;
+use crate::codes::{open_flag, LockLevel};
 use crate::object_store::memory::MemoryStore;
 
 /// A VFS over one in-memory bucket, leaked as the FFI leaks the real one.
