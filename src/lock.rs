@@ -43,8 +43,6 @@ pub struct Entry {
     /// The process holds the lease because the database is in WAL mode here (from the
     /// first WAL open to the WAL's deletion or the last connection's close).
     wal: bool,
-    /// A background thread renews the lease while `wal` is set.
-    renewing: bool,
     /// Connections (open database handles) of this process using the entry.
     conns: u32,
     /// How many times this process took the lease after someone else's version
@@ -53,7 +51,8 @@ pub struct Entry {
     /// The lease is kept after the last write transaction ended, until then (the
     /// linger): a stream of autocommit writes takes it once, not once per commit.
     linger_until: Option<Instant>,
-    /// A keeper thread (see [`keep`]) is looking after this entry's lease.
+    /// A keeper thread (see [`keep`]) is looking after this entry's lease: for WAL mode or
+    /// for the linger.
     keeper: bool,
     /// Waits for this process's background cleanup of the database's last journal: done
     /// before the lease is given up, so that cleanup can never delete blocks of the next
@@ -168,12 +167,18 @@ fn log_release_failure(err: &crate::error::Error) {
     );
 }
 
-/// The keeper of a database's lease in this process, a thread that runs while the lease
-/// lingers after a write transaction: it renews it when a third of its term has passed and gives
-/// it up once the linger has run out. During a write transaction the writer renews on its
-/// own path, before each batch of writes: a writer whose requests hang or whose process
-/// is frozen must lose the lease to the next writer, not keep it alive from here. It holds
-/// only a weak reference: the entry's last user going ends it.
+/// The keeper of a database's lease in this process: one thread that renews the lease
+/// when a third of its term has passed, while the process holds it with no rollback write
+/// transaction renewing it on its own path:
+/// - for WAL mode (see [`LockTable::hold_for_wal`]), until the process leaves WAL mode or
+///   the lease is lost (every later write then fails, and says so);
+/// - for the linger after a write transaction, until the linger runs out: then it gives
+///   the lease up. During a write transaction the writer renews on its own path, before
+///   each batch of writes: a writer whose requests hang or whose process is frozen must
+///   lose the lease to the next writer, not keep it alive from here; its unlock starts a
+///   keeper again.
+///
+/// It holds only a weak reference: the entry's last user going ends it.
 fn keep(entry: Weak<Mutex<Entry>>) {
     loop {
         let Some(strong) = entry.upgrade() else {
@@ -183,42 +188,53 @@ fn keep(entry: Weak<Mutex<Entry>>) {
             let mut guard = locked(&strong);
             let e = &mut *guard;
             let writing = e.writing();
-            if e.wal {
-                // Held for WAL mode now: its own renewal thread looks after it.
-                e.keeper = false;
-                e.linger_until = None;
-                return;
-            }
+            let wal = e.wal;
             let Some(lease) = e.lease.as_mut().filter(|l| l.is_held()) else {
                 e.keeper = false;
                 e.linger_until = None;
                 return;
             };
             let now = Instant::now();
-            if !writing && e.linger_until.is_none_or(|t| t <= now) {
-                // No write transaction and no linger left: let go.
-                e.linger_until = None;
-                if let Err(err) = e.release() {
-                    log_release_failure(&err);
+            if !wal {
+                if !writing && e.linger_until.is_none_or(|t| t <= now) {
+                    // No write transaction and no linger left: let go.
+                    e.linger_until = None;
+                    if let Err(err) = e.release() {
+                        log_release_failure(&err);
+                    }
+                    e.keeper = false;
+                    return;
                 }
-                e.keeper = false;
-                return;
-            }
-            if writing {
-                // The writer's business (see above); its unlock starts a keeper again.
-                e.keeper = false;
-                return;
+                if writing {
+                    // The writer's business (see above).
+                    e.keeper = false;
+                    return;
+                }
             }
             let renew_in = lease.term() / 6;
             if let Err(err) = lease.ensure_held() {
-                // Lost (the writer's next request fails and says so) or not renewed this
-                // time (a later round or the writer itself tries again).
+                // Lost (the next write fails and says so), or not renewed this time (a
+                // later round, or the writer itself, tries again).
+                let lost = !lease.is_held();
+                let why = match (wal, lost) {
+                    (true, true) => "; the lease is lost: every later write to this database fails",
+                    (false, true) => "; it was only kept after the last write: the next write transaction takes it again",
+                    (_, false) => "; retrying",
+                };
                 crate::logging::log(
                     code::IOERR_LOCK,
-                    &format!("{err} (renewing the write lease in the background)"),
+                    &format!(
+                        "s3vfs: renewing the write lease of {} failed: {err}{why}",
+                        lease.db_name()
+                    ),
                 );
+                if lost {
+                    e.keeper = false;
+                    e.linger_until = None;
+                    return;
+                }
             }
-            match e.linger_until {
+            match e.linger_until.filter(|_| !wal) {
                 Some(t) => t.saturating_duration_since(now).min(renew_in),
                 None => renew_in,
             }
@@ -306,12 +322,12 @@ impl LockTable {
             }
         }
         e.wal = true;
-        if !e.renewing {
-            e.renewing = true;
-            let term = lease.term();
+        // A keeper that was looking after the linger goes on for WAL mode.
+        if !e.keeper {
+            e.keeper = true;
             let weak = Arc::downgrade(&entry);
             drop(guard);
-            std::thread::spawn(move || renew_while_wal(weak, term));
+            std::thread::spawn(move || keep(weak));
         }
         Ok(WalHold::Held)
     }
@@ -355,46 +371,6 @@ fn end_wal(e: &mut Entry) -> Result<()> {
         Ok(())
     } else {
         e.release()
-    }
-}
-
-/// The renewal thread of a lease held for WAL mode: renews it when a third of its term
-/// has passed, until the process leaves WAL mode, the entry goes or the lease is lost.
-fn renew_while_wal(entry: std::sync::Weak<Mutex<Entry>>, term: std::time::Duration) {
-    let step = (term / 6).max(std::time::Duration::from_millis(20));
-    loop {
-        std::thread::sleep(step);
-        let Some(entry) = entry.upgrade() else { return };
-        let mut guard = locked(&entry);
-        let e = &mut *guard;
-        let wal = e.wal;
-        let Some(lease) = e.lease.as_mut().filter(|_| wal) else {
-            e.renewing = false;
-            return;
-        };
-        if !lease.is_held() {
-            e.renewing = false;
-            return;
-        }
-        if let Err(err) = lease.ensure_held() {
-            let lost = !lease.is_held();
-            crate::logging::log(
-                code::IOERR_LOCK,
-                &format!(
-                    "s3vfs: renewing the write lease of {} (WAL mode) failed: {err}{}",
-                    lease.db_name(),
-                    if lost {
-                        "; the lease is lost: every later write to this database fails"
-                    } else {
-                        "; retrying"
-                    }
-                ),
-            );
-            if lost {
-                e.renewing = false;
-                return;
-            }
-        }
     }
 }
 

@@ -343,3 +343,28 @@ fn the_lease_is_given_up_only_after_the_last_journals_blocks_are_gone() {
     assert!(deleted < released, "{log:?}");
     assert!(s.peek(J1).is_none() && stored(&s, DB).released, "{log:?}");
 }
+
+#[test]
+fn a_lingering_lease_held_on_for_wal_mode_is_renewed_past_the_linger_by_the_same_keeper() {
+    let s = store();
+    let mut p = Process::new(&s, &probed(&s));
+    p.term = Duration::from_millis(600);
+    let mut c = p.conn(LINGER);
+    p.write(&mut c, true);
+    // The database goes into WAL mode here while the lease lingers: one keeper goes on
+    // for WAL mode, renewing it well past both the linger and the term.
+    let held = p
+        .table
+        .hold_for_wal(&Arc::from(DB), Locking::Lease, p.maker(), || {})
+        .unwrap();
+    assert_eq!(held, crate::lock::WalHold::Held);
+    std::thread::sleep(p.term * 2);
+    let r = stored(&s, DB);
+    assert!(
+        r.live(now_ms()) && !r.released,
+        "renewed for WAL mode: {r:?}"
+    );
+    // Leaving WAL mode gives it up.
+    p.table.wal_done(&Arc::from(DB)).unwrap();
+    assert!(stored(&s, DB).released);
+}
