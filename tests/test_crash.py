@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,16 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import proxy as proxymod
+import procs
 import s3util
 import sqlutil
 
 LEASE_SECONDS = 2
 
-WRITER = textwrap.dedent("""
+WRITER = procs.script("""
     import sqlite3, sys
-    boot = sqlite3.connect(":memory:")
-    boot.enable_load_extension(True)
-    boot.load_extension(sys.argv[1])
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
     db.execute("pragma journal_mode = " + sys.argv[3])
     db.execute("update t set v = upper(v)")

@@ -13,6 +13,7 @@ import textwrap
 import pytest
 
 import proxy as proxymod
+import procs
 import s3util
 import sqlutil
 
@@ -274,11 +275,8 @@ def read_only_user():
     return key["AccessKeyId"], key["SecretAccessKey"]
 
 
-STATS_AFTER = textwrap.dedent("""
+STATS_AFTER = procs.script("""
     import json, sqlite3, sys
-    boot = sqlite3.connect(":memory:")
-    boot.enable_load_extension(True)
-    boot.load_extension(sys.argv[1])
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
     out = {"rows": db.execute("select count(*) from t").fetchone()[0]}
     try:

@@ -12,23 +12,20 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
 import pytest
 
 import proxy as proxymod
+import procs
 import s3util
 import sqlutil
 
 TERM = 4  # seconds: margin and grace are 0.67 s each
 
-WRITER = textwrap.dedent("""
+WRITER = procs.script("""
     import sqlite3, sys
-    boot = sqlite3.connect(":memory:")
-    boot.enable_load_extension(True)
-    boot.load_extension(sys.argv[1])
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=30)
     try:
         db.execute("begin immediate")

@@ -13,24 +13,21 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
 import pytest
 
 import proxy as proxymod
+import procs
 import s3util
 import sqlutil
 
 LEASE_SECONDS = 2
 
 # Opens `main` at argv[2], attaches argv[3] as b, and updates main in one transaction.
-WRITER = textwrap.dedent("""
+WRITER = procs.script("""
     import sqlite3, sys
-    boot = sqlite3.connect(":memory:")
-    boot.enable_load_extension(True)
-    boot.load_extension(sys.argv[1])
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
     db.execute("attach database ? as b", (sys.argv[3],))
     db.execute("select count(*) from b.t").fetchone()

@@ -5,9 +5,9 @@ damaged block of a database is reported with its key instead of being read as ze
 import os
 import subprocess
 import sys
-import textwrap
 
 import proxy as proxymod
+import procs
 import s3util
 import sqlutil
 
@@ -21,11 +21,8 @@ def fill(bucket, name, rows=50):
     conn.close()
 
 
-READER = textwrap.dedent("""
+READER = procs.script("""
     import sqlite3, sys
-    boot = sqlite3.connect(":memory:")
-    boot.enable_load_extension(True)
-    boot.load_extension(sys.argv[1])
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=30)
     try:
         print("SUM", db.execute("select count(*), sum(length(v)) from t").fetchone(), flush=True)

@@ -6,21 +6,18 @@ import json
 import sqlite3
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
+import procs
 import s3util
 import sqlutil
 
 # Writes once with a long linger, then ends as told: "close" (closes the connection and
 # waits), "exit" (C exit(): atexit handlers run, Python's finalizers do not, so the
 # connection is never closed), "_exit" (dies without exit handlers, like a kill).
-WRITER = textwrap.dedent("""
+WRITER = procs.script("""
     import ctypes, os, sqlite3, sys
-    boot = sqlite3.connect(":memory:")
-    boot.enable_load_extension(True)
-    boot.load_extension(sys.argv[1])
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
     db.execute("update c set n = n + 1")
     print("WROTE", flush=True)

@@ -6,19 +6,16 @@ import os
 import sqlite3
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 import proxy as proxymod
+import procs
 import s3util
 import sqlutil
 
-WORKER = textwrap.dedent("""
+WORKER = procs.script("""
     import sqlite3, sys
-    boot = sqlite3.connect(":memory:")
-    boot.enable_load_extension(True)
-    boot.load_extension(sys.argv[1])
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=120)
     done = 0
     for _ in range(int(sys.argv[3])):
@@ -30,11 +27,8 @@ WORKER = textwrap.dedent("""
     print(done)
 """)
 
-HOLDER = textwrap.dedent("""
+HOLDER = procs.script("""
     import sqlite3, sys
-    boot = sqlite3.connect(":memory:")
-    boot.enable_load_extension(True)
-    boot.load_extension(sys.argv[1])
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
     db.execute("begin immediate")
     db.execute("update c set n = n + 100")
@@ -122,11 +116,8 @@ def test_concurrent_writer_processes_lose_no_increment(bucket):
     assert conn.execute("select n from c").fetchone()[0] == committed == per_process * processes
 
 
-CREATOR = textwrap.dedent("""
+CREATOR = procs.script("""
     import os, sqlite3, sys, time
-    boot = sqlite3.connect(":memory:")
-    boot.enable_load_extension(True)
-    boot.load_extension(sys.argv[1])
     while not os.path.exists(sys.argv[3]):  # every process starts at once
         time.sleep(0.002)
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=60)
@@ -216,11 +207,8 @@ def test_a_server_that_ignores_conditional_writes_is_refused_before_writing(buck
 # Moves money between accounts, each on a page of its own, so one transaction rewrites
 # several pages far apart: a reader that saw some but not all of them would see the sum
 # change.
-MOVER = textwrap.dedent("""
+MOVER = procs.script("""
     import random, sqlite3, sys
-    boot = sqlite3.connect(":memory:")
-    boot.enable_load_extension(True)
-    boot.load_extension(sys.argv[1])
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=120)
     rng = random.Random(int(sys.argv[4]))
     for _ in range(int(sys.argv[3])):
@@ -235,11 +223,8 @@ MOVER = textwrap.dedent("""
 
 # Reads the total until told to stop (a line on stdin is not needed: it stops after the
 # given number of seconds), printing how many reads it made and which went wrong.
-AUDITOR = textwrap.dedent("""
+AUDITOR = procs.script("""
     import json, sqlite3, sys, time
-    boot = sqlite3.connect(":memory:")
-    boot.enable_load_extension(True)
-    boot.load_extension(sys.argv[1])
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=120)
     reads, wrong, errors = 0, [], []
     end = time.monotonic() + float(sys.argv[3])
@@ -330,11 +315,8 @@ def test_a_strict_writer_waits_for_a_reader_in_another_process(bucket):
 
 # Holds a read transaction open until a line arrives on stdin, then reads once more in
 # it (the value must still be the one from before the writer's commit).
-READ_HOLDER = textwrap.dedent("""
+READ_HOLDER = procs.script("""
     import sqlite3, sys
-    boot = sqlite3.connect(":memory:")
-    boot.enable_load_extension(True)
-    boot.load_extension(sys.argv[1])
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
     db.execute("begin")
     db.execute("select count(*) from accounts").fetchone()

@@ -20,17 +20,15 @@ import time
 import pytest
 
 import proxy as proxymod
+import procs
 import s3util
 import sqlutil
 
 ACCOUNTS = 10
 TOTAL = 1000
 
-OPEN = textwrap.dedent("""
+OPEN = procs.script("""
     import sqlite3, sys, time, json
-    boot = sqlite3.connect(":memory:")
-    boot.enable_load_extension(True)
-    boot.load_extension(sys.argv[1])
     def last_error(db):
         return db.execute("select s3vfs_last_error()").fetchone()[0]
 """)
