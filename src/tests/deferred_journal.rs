@@ -55,6 +55,16 @@ fn leave_journal(s: &MemoryStore, expires_ms: u64) {
     s.poke(&lease_key(DB), &record("crashed", expires_ms, false, false));
 }
 
+/// A read transaction that asks about the journal at its start: one question, and SQLite
+/// sees the journal before any read (so it rolls a crashed writer's back at once).
+fn asks_at_the_start(s: &MemoryStore, vfs: &'static S3Vfs, db: &mut S3File) {
+    s.clear_requests();
+    granted(db.lock(Shared));
+    assert_eq!(journal_asks(s), 1, "{:?}", s.requests());
+    assert!(journal_exists(vfs), "SQLite sees the journal at the start");
+    db.unlock(Unlocked).unwrap();
+}
+
 fn read_page(db: &mut S3File, i: u64) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; PAGE];
     db.read(&mut buf, i * PAGE as u64).map(|_| buf)
@@ -195,13 +205,7 @@ fn a_connection_with_nothing_cached_asks_at_the_start_so_sqlite_rolls_back_at_on
     let (s, vfs, mut db) = warmed();
     leave_journal(&s, now_ms() - PAST_GRACE);
     db.forget_cached_blocks();
-    granted(db.lock(Shared));
-    assert_eq!(journal_asks(&s), 1, "{:?}", s.requests());
-    assert!(
-        journal_exists(vfs),
-        "SQLite sees the hot journal before any read"
-    );
-    db.unlock(Unlocked).unwrap();
+    asks_at_the_start(&s, vfs, &mut db);
 }
 
 #[test]
@@ -232,14 +236,7 @@ fn a_fresh_connection_whose_open_answers_are_too_old_asks_at_its_start() {
     // start yet, so SQLite is told about the journal before any read, and rolls it back.
     leave_journal(&s, now_ms() - PAST_GRACE);
     db.expire_open_check();
-    s.clear_requests();
-    granted(db.lock(Shared));
-    assert_eq!(journal_asks(&s), 1, "{:?}", s.requests());
-    assert!(
-        journal_exists(vfs),
-        "SQLite sees the hot journal at the start"
-    );
-    db.unlock(Unlocked).unwrap();
+    asks_at_the_start(&s, vfs, &mut db);
 }
 
 #[test]
@@ -254,11 +251,7 @@ fn a_journal_seen_at_the_open_is_asked_about_at_the_start_when_its_answers_run_o
         assert!(journal_exists(vfs), "the open's answer");
         db.unlock(Unlocked).unwrap();
     }
-    s.clear_requests();
-    granted(db.lock(Shared));
-    assert_eq!(journal_asks(&s), 1, "{:?}", s.requests());
-    assert!(journal_exists(vfs));
-    db.unlock(Unlocked).unwrap();
+    asks_at_the_start(&s, vfs, &mut db);
     // Once a start found no journal (SQLite rolled it back), the question is deferred again.
     s.remove(J0);
     for _ in 0..2 {
