@@ -195,21 +195,19 @@ fn keep(entry: Weak<Mutex<Entry>>) {
                 return;
             };
             let now = Instant::now();
-            if !wal {
-                if !writing && e.linger_until.is_none_or(|t| t <= now) {
-                    // No write transaction and no linger left: let go.
-                    e.linger_until = None;
-                    if let Err(err) = e.release() {
-                        log_release_failure(&err);
-                    }
-                    e.keeper = false;
-                    return;
+            if !wal && writing {
+                // The writer's business (see above).
+                e.keeper = false;
+                return;
+            }
+            if !wal && e.linger_until.is_none_or(|t| t <= now) {
+                // No write transaction and no linger left: let go.
+                e.linger_until = None;
+                if let Err(err) = e.release() {
+                    log_release_failure(&err);
                 }
-                if writing {
-                    // The writer's business (see above).
-                    e.keeper = false;
-                    return;
-                }
+                e.keeper = false;
+                return;
             }
             let renew_in = lease.term() / 6;
             if let Err(err) = lease.ensure_held() {
@@ -234,7 +232,8 @@ fn keep(entry: Weak<Mutex<Entry>>) {
                     return;
                 }
             }
-            match e.linger_until.filter(|_| !wal) {
+            // In WAL mode there is no linger (`hold_for_wal` ended it).
+            match e.linger_until {
                 Some(t) => t.saturating_duration_since(now).min(renew_in),
                 None => renew_in,
             }
