@@ -9,6 +9,13 @@ fn file(b: u64) -> (Arc<MemoryStore>, BlockFile) {
     (store, f)
 }
 
+/// A main database's file (whole blocks checked) named `name`, in 4 KiB blocks.
+fn database(name: &str) -> (Arc<MemoryStore>, BlockFile) {
+    let store = Arc::new(MemoryStore::default());
+    let f = BlockFile::new(store.clone(), name, 4096).with_whole_blocks();
+    (store, f)
+}
+
 fn sizes(store: &MemoryStore) -> Vec<(String, usize)> {
     store
         .keys()
@@ -238,8 +245,7 @@ fn writing_past_the_lock_byte_page_fills_it_with_zeros() {
 
 #[test]
 fn revalidation_moves_nothing_when_block_0_is_unchanged() {
-    let store = Arc::new(MemoryStore::default());
-    let mut f = BlockFile::new(store.clone(), "db", 4096).with_whole_blocks();
+    let (store, mut f) = database("db");
     store.poke("db/0000000000", &[1u8; 4096]);
     store.poke("db/0000000001", &[2u8; 4096]);
     assert_eq!(f.load_first_block().unwrap().unwrap().len(), 4096);
@@ -372,8 +378,7 @@ fn a_size_read_from_the_header_goes_stale_when_the_cache_is_dropped() {
 
 #[test]
 fn a_transaction_that_found_no_block_0_reads_an_empty_database_while_another_creates_it() {
-    let store = Arc::new(MemoryStore::default());
-    let mut f = BlockFile::new(store.clone(), "new.db", 4096).with_whole_blocks();
+    let (store, mut f) = database("new.db");
     assert!(f.revalidate().unwrap().is_empty(), "no block 0 yet");
     // Another process's first commit stores its pages ...
     store.poke("new.db/0000000001", &[2u8; 4096]);
@@ -395,8 +400,7 @@ fn a_transaction_that_found_no_block_0_reads_an_empty_database_while_another_cre
 #[test]
 fn blocks_without_a_block_0_are_no_database_and_not_listed() {
     // What a first commit that stopped before storing block 0 leaves: not a database yet.
-    let store = Arc::new(MemoryStore::default());
-    let mut f = BlockFile::new(store.clone(), "stray.db", 4096).with_whole_blocks();
+    let (store, mut f) = database("stray.db");
     store.poke("stray.db/0000000001", &[2u8; 4096]);
     store.poke("stray.db/0000000002", &[3u8; 4096]);
     assert_eq!(f.database_size().unwrap(), 0);
@@ -408,8 +412,7 @@ fn blocks_without_a_block_0_are_no_database_and_not_listed() {
 
 #[test]
 fn a_block_0_known_to_exist_is_fetched_again_after_an_eviction() {
-    let store = Arc::new(MemoryStore::default());
-    let mut f = BlockFile::new(store.clone(), "grown.db", 4096).with_whole_blocks();
+    let (store, mut f) = database("grown.db");
     assert!(f.revalidate().unwrap().is_empty(), "no block 0 yet");
     // Another connection of this process stores block 0 (a WAL checkpoint) ...
     let mut other = BlockFile::new(store.clone(), "grown.db", 4096).with_whole_blocks();
