@@ -12,5 +12,6 @@ BOOT = textwrap.dedent("""
 
 
 def script(body):
-    """`body` (indented as in the test file) after the lines that load s3vfs."""
+    """`body` (indented as in the test file) after the lines that load s3vfs; `sqlite3`
+    and `sys` are imported already."""
     return BOOT + textwrap.dedent(body)

@@ -24,7 +24,6 @@ import sqlutil
 LEASE_SECONDS = 2
 
 WRITER = procs.script("""
-    import sqlite3, sys
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
     db.execute("pragma journal_mode = " + sys.argv[3])
     db.execute("update t set v = upper(v)")

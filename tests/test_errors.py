@@ -276,7 +276,7 @@ def read_only_user():
 
 
 STATS_AFTER = procs.script("""
-    import json, sqlite3, sys
+    import json
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
     out = {"rows": db.execute("select count(*) from t").fetchone()[0]}
     try:

@@ -25,7 +25,6 @@ import sqlutil
 TERM = 4  # seconds: margin and grace are 0.67 s each
 
 WRITER = procs.script("""
-    import sqlite3, sys
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=30)
     try:
         db.execute("begin immediate")

@@ -27,7 +27,6 @@ LEASE_SECONDS = 2
 
 # Opens `main` at argv[2], attaches argv[3] as b, and updates main in one transaction.
 WRITER = procs.script("""
-    import sqlite3, sys
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
     db.execute("attach database ? as b", (sys.argv[3],))
     db.execute("select count(*) from b.t").fetchone()

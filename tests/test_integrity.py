@@ -22,7 +22,6 @@ def fill(bucket, name, rows=50):
 
 
 READER = procs.script("""
-    import sqlite3, sys
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=30)
     try:
         print("SUM", db.execute("select count(*), sum(length(v)) from t").fetchone(), flush=True)

@@ -17,7 +17,7 @@ import sqlutil
 # waits), "exit" (C exit(): atexit handlers run, Python's finalizers do not, so the
 # connection is never closed), "_exit" (dies without exit handlers, like a kill).
 WRITER = procs.script("""
-    import ctypes, os, sqlite3, sys
+    import ctypes, os
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
     db.execute("update c set n = n + 1")
     print("WROTE", flush=True)

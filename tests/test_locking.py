@@ -15,7 +15,6 @@ import s3util
 import sqlutil
 
 WORKER = procs.script("""
-    import sqlite3, sys
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=120)
     done = 0
     for _ in range(int(sys.argv[3])):
@@ -28,7 +27,6 @@ WORKER = procs.script("""
 """)
 
 HOLDER = procs.script("""
-    import sqlite3, sys
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
     db.execute("begin immediate")
     db.execute("update c set n = n + 100")
@@ -117,7 +115,7 @@ def test_concurrent_writer_processes_lose_no_increment(bucket):
 
 
 CREATOR = procs.script("""
-    import os, sqlite3, sys, time
+    import os, time
     while not os.path.exists(sys.argv[3]):  # every process starts at once
         time.sleep(0.002)
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=60)
@@ -208,7 +206,7 @@ def test_a_server_that_ignores_conditional_writes_is_refused_before_writing(buck
 # several pages far apart: a reader that saw some but not all of them would see the sum
 # change.
 MOVER = procs.script("""
-    import random, sqlite3, sys
+    import random
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=120)
     rng = random.Random(int(sys.argv[4]))
     for _ in range(int(sys.argv[3])):
@@ -224,7 +222,7 @@ MOVER = procs.script("""
 # Reads the total until told to stop (a line on stdin is not needed: it stops after the
 # given number of seconds), printing how many reads it made and which went wrong.
 AUDITOR = procs.script("""
-    import json, sqlite3, sys, time
+    import json, time
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None, timeout=120)
     reads, wrong, errors = 0, [], []
     end = time.monotonic() + float(sys.argv[3])
@@ -316,7 +314,6 @@ def test_a_strict_writer_waits_for_a_reader_in_another_process(bucket):
 # Holds a read transaction open until a line arrives on stdin, then reads once more in
 # it (the value must still be the one from before the writer's commit).
 READ_HOLDER = procs.script("""
-    import sqlite3, sys
     db = sqlite3.connect(sys.argv[2], uri=True, isolation_level=None)
     db.execute("begin")
     db.execute("select count(*) from accounts").fetchone()

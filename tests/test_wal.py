@@ -28,7 +28,7 @@ ACCOUNTS = 10
 TOTAL = 1000
 
 OPEN = procs.script("""
-    import sqlite3, sys, time, json
+    import time, json
     def last_error(db):
         return db.execute("select s3vfs_last_error()").fetchone()[0]
 """)
